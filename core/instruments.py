@@ -65,8 +65,10 @@ _ALL = (
                aliases=("cornet",)),
     Instrument("trombone", "Trombone", 57, "bass", 40, 77, "brass"),
     Instrument("voice", "Voice", 52, "treble", 45, 84, "voice",
-               aliases=("vocals", "vocal", "singer", "soprano", "alto-voice", "melody", "lead")),
+               aliases=("vocals", "vocal", "singer", "soprano", "alto-voice")),
     Instrument("tenor-voice", "Tenor", 52, "treble_8", 45, 72, "voice", aliases=("tenor", "male-voice")),
+    Instrument("melody", "Melody", 73, "treble", 48, 100, "melody", aliases=("lead", "tune", "treble")),
+    Instrument("low-melody", "Melody", 42, "bass", 28, 72, "melody", aliases=("bass-line", "low")),
     Instrument("drums", "Drums", 0, "percussion", 35, 81, "drums", engine="drums",
                aliases=("drum-kit", "kit", "percussion")),
 )

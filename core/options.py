@@ -57,7 +57,7 @@ class StemFormat(StrEnum):
 
 
 _TIME_RE = re.compile(r"^(\d{1,2})/(1|2|4|8|16)$")
-_KEY_RE = re.compile(r"^([A-Ga-g])([#b\u266f\u266d]|-|sharp|flat)?\s*(major|minor|maj|min|m|dur|moll)?$", re.I)
+_KEY_RE = re.compile(r"^([A-Ga-g])\s*([#b\u266f\u266d]|-|sharp|flat)?\s*(major|minor|maj|min|m|dur|moll)?$", re.I)
 
 
 @dataclass(frozen=True)

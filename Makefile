@@ -1,0 +1,23 @@
+# Everyday commands. `make setup` once, then `make example` / `make test`.
+PY := .venv/bin/python
+
+.PHONY: setup example test test-fast bench bench-peers clean
+
+setup:            ## system packages + .venv + stemscribe (editable)
+	bash scripts/setup
+
+example:          ## transcribe the bundled example clip into out/example/
+	.venv/bin/stemscribe transcribe examples/ode-to-joy-flute.ogg --out out/example
+	@echo "Open out/example/preview.png or out/example/score.pdf"
+
+test:             ## the whole test suite (starts its own redis-server, fake chat APIs)
+	$(PY) -m pytest -q -ra tests
+
+test-fast:        ## skip the tests that run real models on clips
+	$(PY) -m pytest -q -m "not slow" tests
+
+bench:            ## dev-set benchmark: quality + timings vs plain basic-pitch (see README)
+	$(PY) bench/run_devset.py
+
+clean:
+	rm -rf out bench/results .pytest_cache

@@ -1,0 +1,194 @@
+"""Wording shared by both chat front ends: errors, progress, summaries, help.
+
+Exports: user_message, summary_line, progress_text, format_duration, HELP_TEXT,
+OPTIONS_HELP, MODE_DESCRIPTIONS, ARTIFACT_ORDER, artifact_caption.
+
+One place maps every error to what the user reads, so Discord and Telegram say
+the same thing. UserError messages are shown as they are (plus their hint);
+anything else is a bug and gets an apology that quotes the job id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from stemscribe.core.errors import (
+    CancelledError,
+    LimitError,
+    StemscribeError,
+    TransientError,
+    UserError,
+)
+from stemscribe.core.options import OPTION_KEYS
+
+log = logging.getLogger(__name__)
+
+MODE_DESCRIPTIONS: dict[str, str] = {
+    "auto": "let stemscribe choose and say why",
+    "solo": "one instrument, chords and all, on its own staff",
+    "piano": "a full mix reduced to a grand staff (melody, harmony, bass)",
+    "stems": "separate the mix, one staff per instrument, drums on a percussion staff",
+    "multitrack": "several files, one part each",
+}
+
+OPTIONS_HELP = (
+    "Options (all optional): mode:auto|solo|piano|stems|multitrack  stems:yes  "
+    "instrument:guitar  title:\"My Song\"  composer:\"Me\"  tempo:92  time:6/8  "
+    "key:\"D minor\"  level:easy|full  chords:yes|no  engine:auto|basic-pitch|transkun  "
+    "format:opus|flac|wav"
+)
+
+HELP_TEXT = (
+    "Send me a recording and I write it down as sheet music: a PDF, a preview picture, "
+    "MusicXML for MuseScore and MIDI.\n\n"
+    "Modes:\n" + "\n".join(f"  {k}: {v}" for k, v in MODE_DESCRIPTIONS.items()) + "\n\n"
+    + OPTIONS_HELP + "\n\n"
+    "Examples:\n"
+    "  mode:piano title:\"Autumn Leaves\"\n"
+    "  mode:stems stems:yes\n"
+    "  instrument:violin tempo:100 time:6/8\n"
+    "  stems:yes score:no   (just the separated audio)"
+)
+
+#: Order in which result files are delivered, and how each is described.
+ARTIFACT_ORDER: tuple[str, ...] = ("preview.png", "score.pdf", "score.musicxml", "score.mid", "notes.mid")
+_CAPTIONS = {
+    "preview.png": "Preview (first page)",
+    "score.pdf": "Score (PDF)",
+    "score.musicxml": "MusicXML (opens in MuseScore, Sibelius, Dorico)",
+    "score.mid": "MIDI of the score (quantized)",
+    "notes.mid": "MIDI of the performance (timing as played)",
+}
+
+
+def artifact_caption(name: str) -> str:
+    """A short description of one result file for chat captions."""
+    if name.startswith("stems/"):
+        return f"Stem: {name.split('/', 1)[1].rsplit('.', 1)[0]}"
+    return _CAPTIONS.get(name, name)
+
+
+def format_duration(seconds: float) -> str:
+    """12.5 -> '0:12', 754 -> '12:34'."""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def user_message(error: BaseException | Mapping[str, Any] | None, *, job_id: str | None = None) -> str:
+    """What the chat shows for an error (an exception or a job's stored error dict).
+
+    Args:
+        error: the exception, or {"type", "message", "hint"} as stored on a failed job.
+        job_id: quoted in the apology for bugs so an operator can find the log.
+
+    Returns:
+        One or two plain sentences.
+    """
+    ref = f" (reference: {job_id})" if job_id else ""
+    if isinstance(error, Mapping):
+        kind = str(error.get("type", ""))
+        message, hint = error.get("message"), error.get("hint")
+        if error.get("user_error") or kind in _USER_ERROR_NAMES:
+            return _join(message, hint)
+        if kind == "CancelledError":
+            return "Cancelled."
+        if kind == "TransientError":
+            return "A service I depend on hiccuped. Please try again in a minute" + ref + "."
+        return "Sorry, something went wrong on my side while writing your score" + ref + ". It has been logged."
+    if isinstance(error, UserError):
+        return _join(error.message, error.hint)
+    if isinstance(error, CancelledError):
+        return "Cancelled."
+    if isinstance(error, TransientError):
+        return "A service I depend on hiccuped. Please try again in a minute" + ref + "."
+    return "Sorry, something went wrong on my side while writing your score" + ref + ". It has been logged."
+
+
+def _user_error_names() -> set[str]:
+    names: set[str] = set()
+    stack = [UserError]
+    while stack:
+        cls = stack.pop()
+        names.add(cls.__name__)
+        stack.extend(cls.__subclasses__())
+    return names
+
+
+_USER_ERROR_NAMES = _user_error_names()
+
+
+def _join(message: Any, hint: Any) -> str:
+    message = str(message or "That did not work.")
+    return f"{message} {hint}" if hint else message
+
+
+def progress_text(state: str, *, stage: str | None = None, percent: float | None = None,
+                  message: str | None = None, position: int | None = None) -> str:
+    """One line for the progress message that the bots edit in place."""
+    if state == "queued":
+        if position and position > 1:
+            return f"Queued: you are number {position} in line."
+        return "Queued: starting shortly."
+    if state == "started":
+        pct = f" {int(round(percent or 0)):d}%" if percent is not None else ""
+        what = {"decode": "Reading the audio", "separate": "Separating instruments",
+                "transcribe": "Listening for notes", "analyze": "Finding tempo, meter and key",
+                "score": "Writing the score", "engrave": "Engraving"}.get(stage or "", "Working")
+        bar = _bar(percent)
+        return f"{what}…{pct} {bar}" + (f"\n{message}" if message else "")
+    if state == "finished":
+        return "Done."
+    if state == "cancelled":
+        return "Cancelled."
+    return "Failed."
+
+
+def _bar(percent: float | None, width: int = 12) -> str:
+    if percent is None:
+        return ""
+    filled = int(round(width * max(0.0, min(100.0, percent)) / 100))
+    return "▓" * filled + "░" * (width - filled)
+
+
+def summary_line(result: Mapping[str, Any]) -> str:
+    """One-line summary of a finished job from its result.json content.
+
+    e.g. "Piano reduction (auto: a full mix with several instruments) · 96 bpm · 4/4 · E♭ major · 12 bars"
+    """
+    bits: list[str] = []
+    mode = str(result.get("mode", ""))
+    label = {"solo": "Solo", "piano": "Piano reduction", "stems": "Stems", "multitrack": "Multitrack"}.get(mode, mode)
+    reason = result.get("mode_reason")
+    if result.get("mode_requested") == "auto" and reason:
+        label += f" (auto: {reason})"
+    if label:
+        bits.append(label)
+    if result.get("tempo_bpm"):
+        bits.append(f"{round(float(result['tempo_bpm']))} bpm")
+    if result.get("time_signature"):
+        bits.append(str(result["time_signature"]))
+    if result.get("key"):
+        bits.append(str(result["key"]).replace("b ", "♭ ").replace("# ", "♯ "))
+    if result.get("bars"):
+        bits.append(f"{result['bars']} bars")
+    line = " · ".join(bits)
+    notes = [str(w) for w in result.get("user_notes", [])][:2]
+    return line + ("\n" + "\n".join(notes) if notes else "")
+
+
+def describe_limit(error: LimitError) -> str:
+    """Same as user_message for limit errors; kept for readability at call sites."""
+    return user_message(error)
+
+
+def known_option_words() -> tuple[str, ...]:
+    """Option words for autocomplete and help."""
+    return OPTION_KEYS
+
+
+__all__ = [
+    "ARTIFACT_ORDER", "HELP_TEXT", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
+    "artifact_caption", "describe_limit", "format_duration", "known_option_words",
+    "progress_text", "summary_line", "user_message",
+]

@@ -1,0 +1,419 @@
+"""The whole job: recordings in, a folder of score files out.
+
+Exports: Limits, Toolkit, run, choose_mode, OUTPUT_FILES.
+
+``run`` composes the stages (decode, optional separation, transcription,
+notation, engraving) and writes the files whose names are a contract that the
+CLI, the worker and both bots rely on::
+
+    score.pdf  preview.png  score.ly  score.musicxml  score.mid  notes.mid
+    result.json  [stems/<name>.<ext>]
+
+result.json records the mode and why it was chosen, the parts, tempo, meter,
+key, duration, bars, warnings, per-stage wall times and the list of files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from . import defaults
+from .analysis import MixProfile, profile_mix
+from .audio import Audio, decode
+from .engines.registry import ModelCache, choose_engine
+from .errors import NoNotesError, OptionsError, UnavailableError
+from .instruments import INSTRUMENTS, Instrument, lookup_instrument
+from .notes import Note, Track
+from .options import Engine, Mode, Options
+from .progress import Reporter, Stage
+
+log = logging.getLogger(__name__)
+
+#: Files every successful score job writes (stems/ only when asked).
+OUTPUT_FILES: tuple[str, ...] = (
+    "score.pdf", "preview.png", "score.ly", "score.musicxml", "score.mid", "notes.mid", "result.json",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps a deployment puts on one job. Defaults are core.defaults."""
+
+    max_duration_s: float = defaults.MAX_DURATION_S
+    max_duration_stems_s: float = defaults.MAX_DURATION_STEMS_S
+    max_input_bytes: int = defaults.MAX_INPUT_BYTES
+    max_files: int = defaults.MAX_MULTITRACK_FILES
+    lilypond_timeout_s: float = defaults.LILYPOND_TIMEOUT_S
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Limits":
+        """Limits from a stemscribe.settings.Settings (duck-typed to keep core free of it)."""
+        return cls(
+            max_duration_s=float(settings.max_duration_s),
+            max_duration_stems_s=float(settings.max_duration_stems_s),
+            max_input_bytes=int(settings.max_input_bytes),
+            lilypond_timeout_s=float(settings.lilypond_timeout_s),
+        )
+
+
+@dataclass
+class Toolkit:
+    """Everything heavy a process loads once and reuses across jobs.
+
+    engines: transcription engines (ModelCache).
+    models_dir: where demucs weights live (None: separation unavailable).
+    threads: CPU threads for torch/onnxruntime (0 = library default).
+    """
+
+    engines: ModelCache = field(default_factory=ModelCache)
+    models_dir: Path | None = None
+    threads: int = 0
+    _separators: dict[str, Any] = field(default_factory=dict)
+
+    def separator(self, name: str) -> Any:
+        """A loaded Separator for demucs model ``name``, loaded on first use.
+
+        Raises:
+            ModelMissingError: the weights are not installed; the hint names the fix.
+        """
+        if name not in self._separators:
+            from .models import ModelRegistry
+            from .separate import Separator
+
+            registry = ModelRegistry(self.models_dir) if self.models_dir else ModelRegistry.default()
+            self._separators[name] = Separator(registry.load(name), threads=self.threads)
+        return self._separators[name]
+
+    def separation_available(self, name: str = "htdemucs") -> bool:
+        """True when the weights for ``name`` are installed (cheap; loads nothing)."""
+        try:
+            from .models import ModelRegistry
+
+            registry = ModelRegistry(self.models_dir) if self.models_dir else ModelRegistry.default()
+            return any(s.name == name and s.present for s in registry.list())
+        except Exception:  # a broken models folder means "not available", which we report
+            log.warning("could not read the models folder", exc_info=True)
+            return False
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Toolkit | None = None,
+        limits: Limits = Limits(), reporter: Reporter | None = None) -> dict[str, Any]:
+    """Transcribe recordings into a folder of score files.
+
+    Args:
+        inputs: one recording, or several for multitrack.
+        out_dir: created if needed; the contract files are written into it.
+        options: validated options (core.options).
+        toolkit: loaded models to reuse; a fresh one is made if None (slow first call).
+        limits: duration / size caps.
+        reporter: progress callback and cancel token.
+
+    Returns:
+        The content of result.json.
+
+    Raises:
+        UserError: bad input (decode failures, limits, silence, no notes, unavailable mode).
+        CancelledError: the reporter's cancel token was set.
+        EngraveError: LilyPond rejected our output (a bug; log kept in out_dir).
+    """
+    toolkit = toolkit or Toolkit()
+    reporter = reporter or Reporter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = [Path(p) for p in inputs]
+    timer = _Timer()
+    warnings: list[str] = []
+    user_notes: list[str] = []
+
+    if not inputs:
+        raise OptionsError("No recording was given.", hint="Attach an audio file or a voice note.")
+    if len(inputs) > limits.max_files:
+        raise OptionsError(f"That's {len(inputs)} files; I take up to {limits.max_files} in one multitrack job.",
+                           hint="Send fewer files, or mix some of them down first.")
+    if len(inputs) > 1 and options.mode not in (Mode.AUTO, Mode.MULTITRACK):
+        raise OptionsError(f"mode:{options.mode} takes one recording, but you sent {len(inputs)}.",
+                           hint="Use mode:multitrack (one part per file), or send one file.")
+    if options.mode is Mode.MULTITRACK and len(inputs) < 2:
+        raise OptionsError("mode:multitrack needs two or more files, one per part.",
+                           hint="Send all the tracks together, or use mode:solo for one recording.")
+    instrument = lookup_instrument(options.instrument) if options.instrument else None
+
+    # ---------------------------------------------------------------- decode
+    wants_separation = options.mode is Mode.STEMS or (options.stems and len(inputs) == 1)
+    max_s = limits.max_duration_stems_s if wants_separation else limits.max_duration_s
+    audios: list[Audio] = []
+    with timer.stage("decode"):
+        for i, path in enumerate(inputs):
+            reporter(Stage.DECODE, i / len(inputs), f"Reading {path.name}")
+            audios.append(decode(path, sample_rate=44100, mono=False, max_duration_s=max_s,
+                                 max_bytes=limits.max_input_bytes))
+        reporter(Stage.DECODE, 1.0, None)
+    duration_s = max(a.duration_s for a in audios)
+
+    # ---------------------------------------------------------------- mode
+    profile: MixProfile | None = None
+    if len(audios) == 1 and options.mode in (Mode.AUTO, Mode.SOLO, Mode.PIANO):
+        with timer.stage("analyze"):
+            profile = profile_mix(audios[0].mono(), audios[0].sample_rate)
+    mode, reason = choose_mode(options, len(audios), profile, instrument,
+                               separation_available=lambda: toolkit.separation_available(options.separator))
+    log.info("mode %s (%s)", mode, reason)
+    if options.mode is Mode.AUTO:
+        user_notes.append(f"Mode: {mode} ({reason}).")
+
+    tracks: list[Track]
+    stem_report: list[dict[str, Any]] = []
+    stem_audio: dict[str, Audio] = {}
+    layout: str
+    mix = audios[0]
+
+    # ---------------------------------------------------------------- separate + transcribe
+    if mode is Mode.STEMS or (options.stems and len(audios) == 1):
+        with timer.stage("separate"):
+            separator = toolkit.separator(options.separator)
+            stem_audio = separator.separate(mix, reporter)
+    if not options.score:
+        if not stem_audio:
+            raise OptionsError("score:no only makes sense with stems:yes.",
+                               hint="Add stems:yes to get just the separated audio.")
+        files = _write_stems(stem_audio, out_dir, options, timer)
+        result = _result_base(options, mode, reason, inputs, duration_s)
+        result.update(files=files + ["result.json"], timings_s=timer.seconds, warnings=warnings,
+                      user_notes=user_notes + [f"{len(stem_audio)} stems separated."])
+        _write_json(out_dir / "result.json", result)
+        reporter(Stage.DONE, 1.0, None)
+        return result
+
+    with timer.stage("transcribe"):
+        if mode is Mode.STEMS:
+            from .routing import route_parts
+
+            layout = "ensemble"
+            tracks, verdicts = route_parts(list(stem_audio.items()), mix=mix, models=toolkit.engines,
+                                           options=options, reporter=reporter)
+            stem_report = [v.to_dict() for v in verdicts]
+            user_notes.extend(v.chat_line() for v in verdicts if v.decision != "stem")
+        elif mode is Mode.MULTITRACK:
+            from .routing import route_parts
+
+            layout = "ensemble"
+            named = [(_part_name(p), a) for p, a in zip(inputs, audios)]
+            tracks, _ = route_parts(named, mix=None, models=toolkit.engines, options=options, reporter=reporter)
+        else:
+            layout = "solo" if mode is Mode.SOLO else "piano"
+            tracks = [_transcribe_single(mix, mode, instrument, options, profile, toolkit, reporter)]
+    tracks = [t for t in tracks if t.notes]
+    if not any(not t.is_drum for t in tracks) and not any(t.is_drum for t in tracks):
+        raise NoNotesError("I couldn't hear any notes in that recording.",
+                           hint="Is it music with a clear pitch? Very noisy or very quiet recordings don't transcribe well.")
+
+    # ---------------------------------------------------------------- notation
+    from .notation import notate, write_midi, write_musicxml
+
+    title = options.title or _title_from(inputs[0])
+    with timer.stage("notate"):
+        reporter(Stage.ANALYZE, 0.0, "Finding tempo, meter and key")
+        notation = notate(tracks, layout=layout, options=options, audio_mono=mix.mono().samples[0],
+                          sample_rate=mix.sample_rate, title=title, reporter=reporter)
+        warnings.extend(notation.warnings)
+        reporter(Stage.SCORE, 0.5, "Writing MusicXML and MIDI")
+        write_musicxml(notation, out_dir / "score.musicxml")
+        write_midi(notation, out_dir / "score.mid")
+        write_performance_midi(tracks, out_dir / "notes.mid")
+        reporter(Stage.SCORE, 1.0, None)
+
+    # ---------------------------------------------------------------- engrave
+    from .engrave import engrave
+
+    with timer.stage("engrave"):
+        reporter(Stage.ENGRAVE, 0.1, "Engraving with LilyPond")
+        engraved = engrave(out_dir / "score.musicxml", out_dir, title=title, composer=options.composer,
+                           timeout_s=limits.lilypond_timeout_s)
+        reporter(Stage.ENGRAVE, 1.0, None)
+
+    files = list(OUTPUT_FILES)
+    if options.stems and stem_audio:
+        files[-1:-1] = _write_stems(stem_audio, out_dir, options, timer)
+
+    result = _result_base(options, mode, reason, inputs, duration_s)
+    result.update(
+        title=title,
+        composer=options.composer,
+        layout=layout,
+        parts=notation.parts,
+        tempo_bpm=round(float(notation.tempo_bpm), 2),
+        tempo_map=[[round(float(q), 3), round(float(b), 2)] for q, b in notation.tempo_map],
+        time_signature=notation.time_signature,
+        key=notation.key,
+        pickup_quarters=notation.pickup_quarters,
+        bars=notation.bars,
+        chords=getattr(notation, "chords", False),
+        pages=engraved.pages,
+        stems=stem_report,
+        warnings=warnings,
+        user_notes=user_notes,
+        timings_s=timer.seconds,
+        files=files,
+    )
+    _write_json(out_dir / "result.json", result)
+    reporter(Stage.DONE, 1.0, None)
+    return result
+
+
+def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, instrument: Instrument | None,
+                *, separation_available: Any = lambda: False) -> tuple[Mode, str]:
+    """Decide the mode and give a one-line reason a user can read.
+
+    Args:
+        options: the user's options (mode auto means we choose).
+        n_inputs: number of recordings.
+        profile: features of a single recording (None for several).
+        instrument: the instrument the user named, if any.
+        separation_available: callable telling whether demucs weights are installed.
+
+    Returns:
+        (mode, reason).
+
+    Raises:
+        UnavailableError: mode:stems asked for while separation isn't installed.
+    """
+    if options.mode is not Mode.AUTO:
+        if options.mode is Mode.STEMS and not separation_available():
+            from .models import missing_model_error
+
+            raise missing_model_error(options.separator)
+        return options.mode, "you asked for it"
+    if n_inputs > 1:
+        return Mode.MULTITRACK, f"you sent {n_inputs} files, so each one becomes a part"
+    if options.stems:
+        if not separation_available():
+            from .models import missing_model_error
+
+            raise missing_model_error(options.separator)
+        return Mode.STEMS, "you asked for stems, so each separated instrument gets its own staff"
+    if instrument is not None:
+        return Mode.SOLO, f"you said it's {instrument.name.lower()}"
+    assert profile is not None
+    if profile.is_band:
+        if separation_available():
+            return Mode.STEMS, "it sounds like a band with drums, so each instrument gets its own staff"
+        return Mode.PIANO, ("it sounds like a band with drums; stem separation isn't installed on this server, "
+                            "so it's reduced to piano")
+    if profile.monophonic:
+        return Mode.SOLO, "it sounds like a single melody line"
+    if profile.keyboard_like:
+        return Mode.SOLO, "it sounds like one keyboard instrument playing chords"
+    return Mode.PIANO, "several instruments play together, so they're reduced to a grand staff"
+
+
+def _transcribe_single(mix: Audio, mode: Mode, instrument: Instrument | None, options: Options,
+                       profile: MixProfile | None, toolkit: Toolkit, reporter: Reporter) -> Track:
+    """Transcribe one recording as one track (solo or piano reduction)."""
+    if instrument is None and mode is Mode.SOLO and profile is not None:
+        instrument = INSTRUMENTS[profile.guess_instrument()]
+    if instrument is None:
+        instrument = INSTRUMENTS["piano"]
+    piano_like = mode is Mode.SOLO and (instrument.family == "keyboard")
+    if mode is Mode.PIANO:
+        engine_name = "basic-pitch" if options.engine is Engine.AUTO else str(options.engine)
+    else:
+        engine_name = choose_engine(str(options.engine), instrument, polyphonic_piano_like=piano_like)
+    engine = toolkit.engines.get(engine_name)
+    samples = mix.mono().samples[0]
+
+    def progress(fraction: float) -> None:
+        reporter(Stage.TRANSCRIBE, fraction, None)
+
+    reporter(Stage.TRANSCRIBE, 0.0, f"Listening for notes ({engine_name})")
+    notes: list[Note] = engine.transcribe(samples, mix.sample_rate,
+                                          instrument=None if mode is Mode.PIANO else instrument,
+                                          progress=progress)
+    name = "Piano" if mode is Mode.PIANO else instrument.name
+    key = "piano" if mode is Mode.PIANO else instrument.key
+    return Track(name=name, instrument=key, notes=notes, source="mix", engine=engine_name)
+
+
+def write_performance_midi(tracks: Sequence[Track], path: Path) -> None:
+    """Write the transcribed notes in performance time (seconds match the recording).
+
+    One MIDI track per part, drums on channel 10. Tempo is 120 bpm so ticks map
+    to seconds simply; the notes carry the timing, not the grid.
+    """
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    for track in tracks:
+        inst = INSTRUMENTS.get(track.instrument)
+        program = inst.gm_program if inst and not track.is_drum else 0
+        out = pretty_midi.Instrument(program=program, is_drum=track.is_drum, name=track.name)
+        for n in track.notes:
+            end = max(n.end_s, n.start_s + 0.01)
+            out.notes.append(pretty_midi.Note(velocity=int(np.clip(n.velocity, 1, 127)), pitch=int(n.pitch),
+                                              start=float(n.start_s), end=float(end)))
+        pm.instruments.append(out)
+    pm.write(str(path))
+
+
+def _write_stems(stems: dict[str, Audio], out_dir: Path, options: Options, timer: _Timer) -> list[str]:
+    from .audio import encode
+
+    ext = {"opus": "ogg", "flac": "flac", "wav": "wav"}[str(options.stem_format)]
+    (out_dir / "stems").mkdir(exist_ok=True)
+    names = []
+    with timer.stage("encode_stems"):
+        for name, audio in stems.items():
+            rel = f"stems/{name}.{ext}"
+            encode(audio, out_dir / rel, str(options.stem_format))
+            names.append(rel)
+    return names
+
+
+def _result_base(options: Options, mode: Mode, reason: str, inputs: Sequence[Path], duration_s: float) -> dict[str, Any]:
+    return {
+        "mode": str(mode),
+        "mode_requested": str(options.mode),
+        "mode_reason": reason,
+        "inputs": [p.name for p in inputs],
+        "duration_s": round(float(duration_s), 3),
+        "options": options.to_dict(),
+    }
+
+
+def _title_from(path: Path) -> str:
+    stem = path.stem
+    for junk in ("_", "-"):
+        stem = stem.replace(junk, " ")
+    words = " ".join(stem.split())
+    return words[:1].upper() + words[1:] if words else "Untitled"
+
+
+def _part_name(path: Path) -> str:
+    return " ".join(path.stem.replace("_", " ").replace("-", " ").split()) or "Part"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+__all__ = ["Limits", "OUTPUT_FILES", "Toolkit", "UnavailableError", "choose_mode", "run", "write_performance_midi"]

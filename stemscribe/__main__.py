@@ -1,0 +1,3 @@
+from stemscribe.cli import main
+import sys
+sys.exit(main())
