@@ -23,8 +23,18 @@ LILYPOND_TIMEOUT_S = 120.0
 #: Address-space limit for LilyPond (bytes).
 LILYPOND_MEMORY_BYTES = 2 * 1024 ** 3
 #: Resolution of preview.png.
-PREVIEW_DPI = 110
+PREVIEW_DPI = 150
 #: Most pages engraved in the PDF before we stop and warn.
 MAX_SCORE_PAGES = 40
 #: Default tempo used when beat tracking finds nothing usable.
 FALLBACK_TEMPO_BPM = 100.0
+#: Wall-clock limit for reading a file's header with ffprobe.
+FFMPEG_PROBE_TIMEOUT_S = 20.0
+#: Wall-clock limit for decoding (or encoding) one file with ffmpeg.
+FFMPEG_DECODE_TIMEOUT_S = 180.0
+#: Length of the pieces a long recording is separated in (bounds memory; seconds).
+SEPARATION_CHUNK_S = 40.0
+#: Overlap of neighbouring separation pieces, cross-faded so joins cannot click (seconds).
+SEPARATION_CROSSFADE_S = 2.0
+#: A stem this far (dB) below the mix's energy is treated as silent and dropped.
+STEM_SILENT_DB = -40.0

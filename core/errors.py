@@ -3,8 +3,8 @@
 Exports: StemscribeError, UserError, OptionsError, AudioError, DecodeError,
 EmptyAudioError, SilentAudioError, AudioTooLongError, AudioTooLargeError,
 UnsupportedFormatError, NoNotesError, UnavailableError, ModelMissingError,
-LimitError, RateLimitedError, QueueFullError, TooManyJobsError, TransientError,
-CancelledError, EngraveError.
+LimitError, RateLimitedError, QueueFullError, TooManyJobsError, JobNotFoundError,
+TransientError, CancelledError, EngraveError.
 
 Hierarchy (catch in this order; the first match decides what the user sees)::
 
@@ -18,7 +18,8 @@ Hierarchy (catch in this order; the first match decides what the user sees)::
      |    +-- UnavailableError  this server cannot do that (yet)
      |    |    +-- ModelMissingError   weights not installed; hint names the fix
      |    +-- LimitError        fairness caps
-     |         +-- RateLimitedError, QueueFullError, TooManyJobsError
+     |    |    +-- RateLimitedError, QueueFullError, TooManyJobsError
+     |    +-- JobNotFoundError  unknown, expired or someone else's job id
      +-- TransientError         Redis, downloads, chat API hiccups: retry, then "try later"
      +-- CancelledError         the user (or an operator) cancelled the job
      +-- EngraveError           LilyPond rejected our own output: a bug, log kept
@@ -108,6 +109,10 @@ class QueueFullError(LimitError):
 
 class TooManyJobsError(LimitError):
     """This user or chat already has the maximum number of jobs running."""
+
+
+class JobNotFoundError(UserError):
+    """No such job for this requester: the id is unknown, its files expired, or it is not theirs."""
 
 
 class TransientError(StemscribeError):

@@ -77,31 +77,51 @@ class Toolkit:
     models_dir: Path | None = None
     threads: int = 0
     _separators: dict[str, Any] = field(default_factory=dict)
+    _model_registry: Any = None
+
+    def _registry(self) -> Any:
+        from .models import ModelRegistry
+
+        if self._model_registry is None:
+            self._model_registry = ModelRegistry(self.models_dir or _default_models_dir())
+        return self._model_registry
 
     def separator(self, name: str) -> Any:
-        """A loaded Separator for demucs model ``name``, loaded on first use.
+        """A Separator for demucs model ``name``, loaded on first use and kept.
 
         Raises:
             ModelMissingError: the weights are not installed; the hint names the fix.
         """
         if name not in self._separators:
-            from .models import ModelRegistry
             from .separate import Separator
 
-            registry = ModelRegistry(self.models_dir) if self.models_dir else ModelRegistry.default()
-            self._separators[name] = Separator(registry.load(name), threads=self.threads)
+            self._separators[name] = Separator(self._registry().load(name), threads=self.threads)
         return self._separators[name]
+
+    def require_separation(self, name: str) -> None:
+        """Cheap check (reads no weights) that model ``name`` is installed.
+
+        Raises:
+            ModelMissingError: not installed; the message names `stemscribe models fetch NAME`.
+        """
+        from .errors import ModelMissingError
+
+        if name in self._separators:
+            return
+        if not self._registry().status(name).present:
+            try:
+                self._registry().load(name)  # raises the registry's own, precise error
+            except ModelMissingError:
+                raise
+            raise ModelMissingError(f"The separation model '{name}' could not be found.")  # pragma: no cover
 
     def separation_available(self, name: str = "htdemucs") -> bool:
         """True when the weights for ``name`` are installed (cheap; loads nothing)."""
-        try:
-            from .models import ModelRegistry
+        return name in self._separators or self._registry().status(name).present
 
-            registry = ModelRegistry(self.models_dir) if self.models_dir else ModelRegistry.default()
-            return any(s.name == name and s.present for s in registry.list())
-        except Exception:  # a broken models folder means "not available", which we report
-            log.warning("could not read the models folder", exc_info=True)
-            return False
+
+def _default_models_dir() -> Path:
+    return Path.home() / ".cache" / "stemscribe" / "models"
 
 
 class _Timer:
@@ -175,9 +195,11 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     profile: MixProfile | None = None
     if len(audios) == 1 and options.mode in (Mode.AUTO, Mode.SOLO, Mode.PIANO):
         with timer.stage("analyze"):
-            profile = profile_mix(audios[0].mono(), audios[0].sample_rate)
+            profile = profile_mix(audios[0].mono().samples[0], audios[0].sample_rate)
     mode, reason = choose_mode(options, len(audios), profile, instrument,
                                separation_available=lambda: toolkit.separation_available(options.separator))
+    if mode is Mode.STEMS or options.stems:
+        toolkit.require_separation(options.separator)
     log.info("mode %s (%s)", mode, reason)
     if options.mode is Mode.AUTO:
         user_notes.append(f"Mode: {mode} ({reason}).")
@@ -213,7 +235,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
             tracks, verdicts = route_parts(list(stem_audio.items()), mix=mix, models=toolkit.engines,
                                            options=options, reporter=reporter)
             stem_report = [v.to_dict() for v in verdicts]
-            user_notes.extend(v.chat_line() for v in verdicts if v.decision != "stem")
+            user_notes.extend(v.reason for v in verdicts if v.decision != "stem")
         elif mode is Mode.MULTITRACK:
             from .routing import route_parts
 
@@ -295,22 +317,13 @@ def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, ins
     Returns:
         (mode, reason).
 
-    Raises:
-        UnavailableError: mode:stems asked for while separation isn't installed.
+    The caller checks that separation is installed when the mode needs it.
     """
     if options.mode is not Mode.AUTO:
-        if options.mode is Mode.STEMS and not separation_available():
-            from .models import missing_model_error
-
-            raise missing_model_error(options.separator)
         return options.mode, "you asked for it"
     if n_inputs > 1:
         return Mode.MULTITRACK, f"you sent {n_inputs} files, so each one becomes a part"
     if options.stems:
-        if not separation_available():
-            from .models import missing_model_error
-
-            raise missing_model_error(options.separator)
         return Mode.STEMS, "you asked for stems, so each separated instrument gets its own staff"
     if instrument is not None:
         return Mode.SOLO, f"you said it's {instrument.name.lower()}"

@@ -1,0 +1,113 @@
+"""The whole pipeline through the `stemscribe transcribe` command, on short synthesized clips."""
+
+import json
+from pathlib import Path
+
+import music21
+import pytest
+from PIL import Image
+
+from helpers.synth import melody_notes, render_notes, write_audio
+from stemscribe.cli import main
+from stemscribe.core.pipeline import OUTPUT_FILES
+
+C_MAJOR_SCALE = (60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 60)
+
+
+@pytest.fixture(scope="module")
+def melody_clip(tmp_path_factory):
+    """16 quarter notes of a C major scale at 100 bpm, as an OGG/Opus voice note."""
+    path = tmp_path_factory.mktemp("clips") / "c-major-scale.ogg"
+    return write_audio(path, render_notes(melody_notes(pitches=C_MAJOR_SCALE)))
+
+
+@pytest.fixture(scope="module")
+def melody_result(melody_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    code = main(["transcribe", str(melody_clip), "--out", str(out), "--instrument", "flute",
+                 "--title", 'Scale "study" #(system "touch /tmp/stemscribe-pwned")'])
+    assert code == 0
+    return out
+
+
+def test_writes_every_contract_file(melody_result):
+    for name in OUTPUT_FILES:
+        path = melody_result / name
+        assert path.exists() and path.stat().st_size > 0, name
+    assert not Path("/tmp/stemscribe-pwned").exists()
+
+
+def test_result_json_describes_the_score(melody_result):
+    result = json.loads((melody_result / "result.json").read_text())
+    assert result["mode"] == "solo" and result["mode_reason"]
+    assert result["time_signature"] and result["key"] and result["tempo_bpm"] > 0
+    assert abs(result["duration_s"] - 10.4) < 1.0
+    assert result["parts"][0]["clef"] in ("treble", "treble_8")
+    assert result["parts"][0]["note_count"] >= 12
+    assert set(result["files"]) >= set(OUTPUT_FILES)
+    for stage in ("decode", "transcribe", "notate", "engrave"):
+        assert stage in result["timings_s"]
+
+
+def test_musicxml_holds_the_melody(melody_result):
+    score = music21.converter.parse(str(melody_result / "score.musicxml"))
+    pitches = [p.midi for n in score.recurse().notes for p in n.pitches]
+    sounding = [p for p in pitches]
+    # Every scale tone is there, in order, whatever the durations chosen.
+    assert len(sounding) >= 14
+    assert set(C_MAJOR_SCALE) <= set(sounding)
+    assert str(score.metadata.bestTitle).startswith("Scale")
+
+
+def test_preview_is_a_readable_picture(melody_result):
+    with Image.open(melody_result / "preview.png") as img:
+        width, height = img.size
+    assert 600 <= width <= 2000 and 100 <= height <= 3000
+
+
+def test_notes_mid_is_in_performance_time(melody_result):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(melody_result / "notes.mid"))
+    onsets = sorted(n.start for inst in pm.instruments for n in inst.notes)
+    assert abs(onsets[0] - 0.5) < 0.08  # the first note starts after the 0.5 s lead-in
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: p.write_text("not audio at all"), "audio"),
+    (lambda p: p.write_bytes(b""), "empty"),
+    (lambda p: write_audio(p, render_notes([(0, 1, 60)], duration_s=3.0) * 0.0), "silent"),
+])
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, make, expected):
+    path = tmp_path / ("input.ogg" if expected == "silent" else "input.mp3")
+    make(path)
+    code = main(["transcribe", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err.lower()
+
+
+def test_stems_mode_without_weights_names_the_fix(melody_clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STEMSCRIBE_MODELS_DIR", str(tmp_path / "no-models"))
+    code = main(["transcribe", str(melody_clip), "--out", str(tmp_path / "out"), "--mode", "stems"])
+    assert code == 2
+    assert "stemscribe models fetch" in capsys.readouterr().err
+
+
+def test_chat_style_option_words_after_the_file(melody_clip, tmp_path):
+    out = tmp_path / "out"
+    assert main(["transcribe", str(melody_clip), "mode:solo", "time:3/4", "key:G", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["time_signature"] == "3/4" and result["key"] == "G major"
+
+
+def test_multitrack_makes_one_part_per_file(tmp_path):
+    high = write_audio(tmp_path / "flute.wav", render_notes(melody_notes(pitches=(72, 74, 76, 77, 79, 77, 76, 74))))
+    low = write_audio(tmp_path / "cello.wav", render_notes(melody_notes(pitches=(48, 43, 45, 41, 48, 43, 45, 41))))
+    out = tmp_path / "out"
+    assert main(["transcribe", str(high), str(low), "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["mode"] == "multitrack"
+    names = [p["name"] for p in result["parts"]]
+    assert len(names) == 2 and "Flute" in names[0] and "Cello" in names[1]
+    assert [p["clef"] for p in result["parts"]] == ["treble", "bass"]
