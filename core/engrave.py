@@ -23,6 +23,8 @@ How user text is kept out of LilyPond's hands:
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import re
@@ -40,6 +42,8 @@ from PIL import Image
 
 from . import defaults
 from .errors import EngraveError
+
+log = logging.getLogger(__name__)
 
 #: MusicXML elements whose text can come from users (file names, titles, options).
 _FREE_TEXT_TAGS = {"part-name", "part-abbreviation", "instrument-name", "instrument-abbreviation", "group-name",
@@ -360,12 +364,47 @@ def _limits(cpu_s: int, memory_bytes: int, file_bytes: int):
     return apply
 
 
+_BWRAP_WORKDIR = "/work"
+
+
+def _bwrap_args(cwd: Path) -> list[str]:
+    """bubblewrap arguments that confine a command to ``cwd``: read-only system, no network."""
+    return [
+        "bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--symlink", "usr/bin", "/bin", "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+        "--tmpfs", "/tmp", "--bind", str(cwd), _BWRAP_WORKDIR, "--chdir", _BWRAP_WORKDIR,
+        "--unshare-all", "--die-with-parent", "--new-session",
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def bubblewrap_available() -> bool:
+    """True when bubblewrap is installed and can create namespaces here (probed once).
+
+    Containers without user namespaces refuse it; LilyPond then runs under the
+    plain POSIX confinement only, which ``run_sandboxed`` always applies.
+    """
+    if shutil.which("bwrap") is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="stemscribe-bwrap-") as tmp:
+        try:
+            probe = subprocess.run(_bwrap_args(Path(tmp)) + ["/usr/bin/true"], capture_output=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    if probe.returncode != 0:
+        log.warning("bubblewrap cannot run here (%s); LilyPond runs with rlimits only",
+                    probe.stderr.decode("utf-8", "replace").strip()[:200])
+    return probe.returncode == 0
+
+
 def run_sandboxed(cmd: list[str], cwd: Path, *, timeout_s: float, memory_bytes: int,
                   file_bytes: int = 256 * 1024 ** 2) -> tuple[int, str]:
-    """Run a helper (musicxml2ly, LilyPond) confined as far as plain POSIX allows.
+    """Run a helper (musicxml2ly, LilyPond) confined to its working directory.
 
     The process runs in ``cwd`` with HOME there, in a new session (process group),
-    under rlimits, with an environment of PATH, HOME and LANG only.
+    under rlimits, with an environment of PATH, HOME and LANG only. Where
+    bubblewrap works, it also runs in fresh namespaces: no network, the system
+    read-only, and ``cwd`` (seen as /work) the only writable place.
 
     Args:
         cmd: the command line.
@@ -378,6 +417,9 @@ def run_sandboxed(cmd: list[str], cwd: Path, *, timeout_s: float, memory_bytes: 
         (exit status, combined stdout and stderr). A timeout gives status -9 and says so in the text.
     """
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(cwd), "LANG": "C.UTF-8"}
+    if bubblewrap_available() and shutil.which(cmd[0], path="/usr/bin:/bin"):
+        env = {"PATH": "/usr/bin:/bin", "HOME": _BWRAP_WORKDIR, "LANG": "C.UTF-8"}
+        cmd = _bwrap_args(cwd) + cmd
     cpu_s = max(1, math.ceil(timeout_s) + 1)
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True,

@@ -201,8 +201,6 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     if mode is Mode.STEMS or options.stems:
         toolkit.require_separation(options.separator)
     log.info("mode %s (%s)", mode, reason)
-    if options.mode is Mode.AUTO:
-        user_notes.append(f"Mode: {mode} ({reason}).")
 
     tracks: list[Track]
     stem_report: list[dict[str, Any]] = []

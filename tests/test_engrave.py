@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from stemscribe.core.engrave import check_ly_safety, engrave, escape_ly_string, render_ly, run_sandboxed
+from stemscribe.core.engrave import (
+    bubblewrap_available,
+    check_ly_safety,
+    engrave,
+    escape_ly_string,
+    render_ly,
+    run_sandboxed,
+)
 from stemscribe.core.errors import EngraveError
 from tests.helpers.scores import ensemble_score, grand_staff_score, write_musicxml
 
@@ -147,9 +154,23 @@ def test_sandbox_environment_and_limits(tmp_path, monkeypatch):
     names = {line.split("=", 1)[0] for line in output.splitlines() if "=" in line}
     assert "secret" not in output and "nope" not in output
     assert names <= {"PATH", "HOME", "LANG", "PWD", "SHLVL", "_"}  # the last three are set by sh itself
-    assert f"HOME={tmp_path}" in output
+    home = "/work" if bubblewrap_available() else str(tmp_path)
+    assert f"HOME={home}" in output
     assert f"limits 0 {512 * 1024} 11" in output
-    assert output.strip().endswith(str(tmp_path))
+    assert output.strip().endswith(home)
+
+
+@pytest.mark.skipif(not bubblewrap_available(), reason="bubblewrap cannot create namespaces on this machine")
+def test_bubblewrap_confines_writes_and_network(tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    script = (f"touch {outside}/escaped; touch /usr/escaped; echo inside > mine.txt; "
+              "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 22), timeout=2)' "
+              "&& echo NET-OPEN || echo NET-CLOSED")
+    status, output = run_sandboxed(["sh", "-c", script], tmp_path, timeout_s=20, memory_bytes=1024 ** 3)
+    assert not (outside / "escaped").exists() and not Path("/usr/escaped").exists()
+    assert (tmp_path / "mine.txt").read_text().strip() == "inside"  # its own folder stays writable
+    assert "NET-CLOSED" in output and "NET-OPEN" not in output
 
 
 @pytest.mark.parametrize("text, literal", [
