@@ -1,0 +1,330 @@
+"""Building the music21 Score: measures, voices, ties, rests, clefs, transposition.
+
+Exports: Staff, Meter, build_score, split_span.
+
+Durations are written the way an engraver would: a note that starts off a
+beat does not hide the next beat (it is split and tied there), the middle of a
+4/4 or 12/8 bar stays visible, and only single (optionally dotted or triplet)
+note values are used, so no "7/16" shapes appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from music21 import (bar, chord, clef, harmony, instrument, key, layout, meter, metadata,
+                     note, stream, tempo, tie)
+
+from ..instruments import Instrument
+from .arrange import VoiceEvent
+from .keys import Speller
+
+_BASE_VALUES = [Fraction(4), Fraction(2), Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8),
+                Fraction(1, 16)]
+_NOTE_VALUES = set(_BASE_VALUES) | {v * Fraction(3, 2) for v in _BASE_VALUES} | {
+    v * Fraction(2, 3) for v in _BASE_VALUES[1:]}
+_REST_VALUES = set(_BASE_VALUES) | {v * Fraction(2, 3) for v in _BASE_VALUES[1:]}
+
+# GM percussion key -> (display step+octave on a 5-line percussion staff, x notehead).
+_DRUM_DISPLAY = {
+    35: ("F4", False), 36: ("F4", False), 37: ("C5", True), 38: ("C5", False), 40: ("C5", False),
+    41: ("A4", False), 43: ("A4", False), 45: ("B4", False), 47: ("D5", False), 48: ("E5", False),
+    50: ("E5", False), 42: ("G5", True), 44: ("D4", True), 46: ("G5", True), 49: ("A5", True),
+    57: ("A5", True), 51: ("F5", True), 59: ("F5", True), 53: ("F5", True), 52: ("A5", True),
+    55: ("A5", True), 39: ("C5", True), 54: ("E5", True), 56: ("E5", True),
+}
+
+_CLEFS = {
+    "treble": clef.TrebleClef, "bass": clef.BassClef, "alto": clef.AltoClef, "tenor": clef.TenorClef,
+    "treble_8": clef.Treble8vbClef, "bass_8": clef.Bass8vbClef, "percussion": clef.PercussionClef,
+}
+
+
+@dataclass(frozen=True)
+class Meter:
+    """The notated meter: quarters per beat, beats per bar, pickup length (quarters)."""
+
+    beat_q: Fraction
+    beats_per_bar: int
+    pickup_q: Fraction
+    text: str
+
+    @property
+    def bar_q(self) -> Fraction:
+        return self.beat_q * self.beats_per_bar
+
+    def bar_bounds(self, total_q: Fraction) -> list[tuple[Fraction, Fraction]]:
+        """(start, end) of every bar up to total_q, the pickup bar first when there is one."""
+        bounds = []
+        start = Fraction(0)
+        if self.pickup_q > 0:
+            bounds.append((start, self.pickup_q))
+            start = self.pickup_q
+        while start < total_q or not bounds:
+            bounds.append((start, start + self.bar_q))
+            start += self.bar_q
+        return bounds
+
+    def level(self, pos: Fraction) -> int:
+        """Metrical level of a position within a bar: 0 downbeat, 1 half bar, 2 beat, 3.. finer."""
+        pos = pos % self.bar_q
+        if pos == 0:
+            return 0
+        if self.beats_per_bar == 4 and pos == 2 * self.beat_q:
+            return 1
+        if pos % self.beat_q == 0:
+            return 2
+        frac = (pos % self.beat_q) / self.beat_q
+        for lvl, divs in ((3, (2, 3)), (4, (4, 6)), (5, (8, 12))):
+            if any((frac * d).denominator == 1 for d in divs):
+                return lvl
+        return 6
+
+
+@dataclass
+class Staff:
+    """One staff of the score with its voices.
+
+    name: staff label; instrument: Instrument (clef, transposition, GM program);
+    clef: clef name (instruments.py vocabulary); voices: VoiceEvents per voice;
+    is_drum: percussion staff; group: staves with the same group share a brace
+    (a grand staff); source/engine: provenance for result.json.
+    """
+
+    name: str
+    instrument: Instrument
+    clef: str
+    voices: list[list[VoiceEvent]]
+    is_drum: bool = False
+    group: str | None = None
+    source: str = ""
+    engine: str = ""
+    chords: list[tuple[Fraction, str]] = field(default_factory=list)
+
+    @property
+    def note_count(self) -> int:
+        return sum(len(e.pitches) for v in self.voices for e in v)
+
+
+def split_span(start: Fraction, end: Fraction, meter_: Meter, bar_start: Fraction, *,
+               rest: bool = False) -> list[tuple[Fraction, Fraction]]:
+    """Split [start, end) (inside one bar) into notatable pieces at metrical boundaries.
+
+    Args:
+        start, end: absolute quarter positions.
+        meter_: the meter.
+        bar_start: where the bar's downbeat is (for a pickup bar: before its start).
+        rest: rests use undotted values except a dotted beat in compound meters.
+    """
+    rel_s, rel_e = start - bar_start, end - bar_start
+    values = _REST_VALUES | ({meter_.beat_q} if rest else set()) if rest else _NOTE_VALUES
+    if rest and rel_s == 0 and rel_e == meter_.bar_q and meter_.bar_q not in values:
+        values = values | {meter_.bar_q}
+    return [(a + bar_start, b + bar_start) for a, b in _split(rel_s, rel_e, meter_, values)]
+
+
+def _split(s: Fraction, e: Fraction, meter_: Meter, values: set[Fraction]) -> list[tuple[Fraction, Fraction]]:
+    if e <= s:
+        return []
+    own = meter_.level(s)
+    step = meter_.beat_q / 12
+    inside = []
+    k = s // step + 1
+    while k * step < e:
+        inside.append(k * step)
+        k += 1
+    # A piece may not hide a beat (or the half bar) coarser than where it starts.
+    crossing = [b for b in inside if meter_.level(b) <= 2 and meter_.level(b) < own]
+    triplet = (e - s) not in _REST_VALUES | {v * Fraction(3, 2) for v in _BASE_VALUES} and (e - s) in values
+    if triplet:
+        crossing += [b for b in inside if meter_.level(b) <= 2]
+    if (e - s) in values and not crossing:
+        return [(s, e)]
+    candidates = crossing or inside
+    if not candidates:
+        return _greedy(s, e, values)
+    cut = min(candidates, key=lambda b: (meter_.level(b), b))
+    return _split(s, cut, meter_, values) + _split(cut, e, meter_, values)
+
+
+def _greedy(s: Fraction, e: Fraction, values: set[Fraction]) -> list[tuple[Fraction, Fraction]]:
+    pieces = []
+    while s < e:
+        fit = max((v for v in values if v <= e - s), default=e - s)
+        pieces.append((s, s + fit))
+        s += fit
+    return pieces
+
+
+def _pitch_names(pitches: list[int], speller: Speller) -> list[str]:
+    return [speller.name(p) for p in pitches]
+
+
+def _make_element(ev: VoiceEvent | None, length: Fraction, speller: Speller, *, drum: bool,
+                  tie_type: str | None) -> note.GeneralNote:
+    if ev is None:
+        return note.Rest(quarterLength=length)
+    if drum:
+        parts = []
+        for p in ev.pitches:
+            display, x_head = _DRUM_DISPLAY.get(p, ("C5", True))
+            u = note.Unpitched(displayName=display)
+            if x_head:
+                u.notehead = "x"
+            parts.append(u)
+        from music21 import percussion
+        el = parts[0] if len(parts) == 1 else percussion.PercussionChord(parts)
+        el.quarterLength = length
+    elif len(ev.pitches) == 1:
+        el = note.Note(_pitch_names(ev.pitches, speller)[0], quarterLength=length)
+    else:
+        el = chord.Chord(_pitch_names(ev.pitches, speller), quarterLength=length)
+    el.volume.velocity = ev.velocity
+    if tie_type and not drum:
+        el.tie = tie.Tie(tie_type)
+    return el
+
+
+def _fill_voice(events: list[VoiceEvent], bar_s: Fraction, bar_e: Fraction, meter_: Meter,
+                downbeat: Fraction, speller: Speller, *, drum: bool, full_rest: bool) -> list[note.GeneralNote]:
+    """Elements of one voice in one bar, rests filling gaps, ties at split points."""
+    out: list[note.GeneralNote] = []
+    cursor = bar_s
+    inside = [e for e in events if e.end > bar_s and e.onset < bar_e]
+    if not inside:
+        if full_rest:
+            r = note.Rest(quarterLength=bar_e - bar_s)
+            if bar_e - bar_s == meter_.bar_q:
+                r.fullMeasure = True
+            return [r]
+        return []
+    for ev in inside:
+        s, e = max(ev.onset, bar_s), min(ev.end, bar_e)
+        if s > cursor:
+            for a, b in split_span(cursor, s, meter_, downbeat, rest=True):
+                out.append(_make_element(None, b - a, speller, drum=drum, tie_type=None))
+        pieces = split_span(s, e, meter_, downbeat)
+        for i, (a, b) in enumerate(pieces):
+            first = i == 0 and ev.onset >= bar_s
+            last = i == len(pieces) - 1 and ev.end <= bar_e
+            tie_type = None if (first and last) else "start" if first else "stop" if last else "continue"
+            out.append(_make_element(ev, b - a, speller, drum=drum, tie_type=tie_type))
+        cursor = e
+    if cursor < bar_e:
+        for a, b in split_span(cursor, bar_e, meter_, downbeat, rest=True):
+            out.append(_make_element(None, b - a, speller, drum=drum, tie_type=None))
+    return out
+
+
+def _m21_instrument(inst: Instrument, name: str, *, drum: bool) -> instrument.Instrument:
+    if drum:
+        m21 = instrument.UnpitchedPercussion()
+        m21.midiChannel = 9
+    else:
+        try:
+            m21 = instrument.instrumentFromMidiProgram(inst.gm_program)
+        except Exception:  # music21 raises for programs it has no class for
+            m21 = instrument.Instrument()
+            m21.midiProgram = inst.gm_program
+        m21.transposition = None
+        if inst.transposition:
+            from music21 import interval
+            # music21 stores written -> sounding; ours is sounding -> written.
+            m21.transposition = interval.Interval(inst.transposition).reverse()
+    m21.partName = name
+    m21.partAbbreviation = None
+    return m21
+
+
+def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_marks: list[tuple[Fraction, float]],
+                title: str, composer: str | None) -> stream.Score:
+    """Assemble the Score; staves are written at sounding pitch, then transposing parts
+    are moved to written pitch (MusicXML <transpose> keeps them readable by any app).
+    """
+    total = max((e.end for s in staves for v in s.voices for e in v), default=meter_.bar_q)
+    bounds = meter_.bar_bounds(total)
+    score = stream.Score()
+    score.metadata = metadata.Metadata()
+    score.metadata.title = title
+    if composer:
+        score.metadata.composer = composer
+    groups: dict[str, list[stream.Part]] = {}
+    for index, st in enumerate(staves):
+        part = stream.PartStaff() if st.group else stream.Part()
+        part.id = f"P{index + 1}"
+        inst = _m21_instrument(st.instrument, st.name, drum=st.is_drum)
+        part.insert(0, inst)
+        for number, (bar_s, bar_e) in enumerate(bounds):
+            downbeat = bar_e - meter_.bar_q
+            m = stream.Measure(number=number + (0 if meter_.pickup_q > 0 else 1))
+            if number == 0:
+                m.insert(0, _CLEFS.get(st.clef, clef.TrebleClef)())
+                if not st.is_drum:
+                    m.insert(0, key.KeySignature(speller.fifths))
+                m.insert(0, meter.TimeSignature(meter_.text))
+                if index == 0:
+                    for at, bpm in tempo_marks:
+                        if at == 0:
+                            m.insert(0, _metronome(bpm, meter_))
+            if number == 0 and meter_.pickup_q > 0:
+                m.paddingLeft = float(meter_.bar_q - meter_.pickup_q)
+            for at, bpm in tempo_marks:
+                if index == 0 and at > 0 and bar_s <= at < bar_e:
+                    m.insert(float(at - bar_s), _metronome(bpm, meter_))
+            for at, figure in st.chords:
+                if bar_s <= at < bar_e:
+                    m.insert(float(at - bar_s), harmony.ChordSymbol(figure))
+            voices = st.voices or [[]]
+            filled = [_fill_voice(v, bar_s, bar_e, meter_, downbeat, speller, drum=st.is_drum,
+                                  full_rest=(i == 0)) for i, v in enumerate(voices)]
+            filled = [f for f in filled if f]
+            if len(filled) == 1:
+                _append(m, filled[0])
+            else:
+                for i, elements in enumerate(filled):
+                    v = stream.Voice(id=str(i + 1))
+                    _append(v, elements)
+                    m.insert(0, v)
+            if number == len(bounds) - 1:
+                m.rightBarline = bar.Barline("final")
+            part.append(m)
+        _finish_part(part, st)
+        score.insert(0, part)
+        if st.group:
+            groups.setdefault(st.group, []).append(part)
+    for members in groups.values():
+        if len(members) > 1:
+            score.insert(0, layout.StaffGroup(members, symbol="brace", barTogether=True))
+    return score
+
+
+def _append(container: stream.Stream, elements: list[note.GeneralNote]) -> None:
+    offset = Fraction(0)
+    for el in elements:
+        container.insert(offset, el)
+        offset += Fraction(el.quarterLength).limit_denominator(96)
+
+
+def _metronome(bpm_quarter: float, meter_: Meter) -> tempo.MetronomeMark:
+    from music21 import duration
+    referent = duration.Duration(float(meter_.beat_q))
+    return tempo.MetronomeMark(number=round(bpm_quarter / float(meter_.beat_q)), referent=referent)
+
+
+def _finish_part(part: stream.Part, st: Staff) -> None:
+    """Beams per beat group, tuplet brackets, accidentals, written pitch."""
+    for m in part.getElementsByClass(stream.Measure):
+        containers = list(m.voices) or [m]
+        for c in containers:
+            stream.makeNotation.makeTupletBrackets(c, inPlace=True)
+        try:
+            m.makeBeams(inPlace=True)
+        except Exception:  # music21 cannot beam some incomplete bars; unbeamed is still correct
+            pass
+    if not st.is_drum:
+        part.makeAccidentals(inPlace=True, cautionaryPitchClass=False)
+        inst = part.getInstrument()
+        if inst is not None and inst.transposition is not None:
+            part.atSoundingPitch = True
+            part.toWrittenPitch(inPlace=True)

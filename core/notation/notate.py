@@ -1,0 +1,281 @@
+"""The notate() entry point: Tracks in, Notation (score + analysis) out.
+
+Exports: Notation, MidiPart, notate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+from music21 import stream
+
+from ..errors import NoNotesError, OptionsError
+from ..instruments import INSTRUMENTS, Instrument
+from ..notes import Note, Track
+from ..options import Level, Options
+from ..progress import Reporter, Stage
+from . import arrange, chords as chord_mod, keys, meter, quantize, rhythm
+from .build import Meter, Staff, build_score
+from .quantize import QNote
+
+#: Tempo changes smaller than this (relative) do not start a new tempo-map entry.
+TEMPO_CHANGE_RATIO = 0.06
+#: Tempo changes at least this large (relative, lasting a bar) get a printed metronome mark.
+TEMPO_MARK_RATIO = 0.12
+LAYOUTS = ("solo", "piano", "ensemble")
+
+
+@dataclass
+class MidiPart:
+    """Quantized notes of one part for score.mid."""
+
+    name: str
+    program: int
+    is_drum: bool
+    notes: list[QNote]
+
+
+@dataclass
+class Notation:
+    """A score and what was found about the music.
+
+    score: music21 Score (parts with clefs, instruments, key, meter, tempo marks).
+    tempo_bpm: main tempo in quarter notes per minute.
+    tempo_map: [(quarter offset, quarter bpm)], first entry at 0.
+    time_signature: "6/8".  key: "D minor".  pickup_quarters: length of the pickup bar.
+    bars: number of bars (pickup included).  parts: [{name, instrument, clef,
+    note_count, source, engine}].  warnings: for the user.  chords: chord symbols written.
+    seconds_to_quarters: maps performance time to score time (for aligned outputs).
+    """
+
+    score: stream.Score
+    tempo_bpm: float
+    tempo_map: list[tuple[float, float]]
+    time_signature: str
+    key: str
+    pickup_quarters: float
+    bars: int
+    parts: list[dict]
+    warnings: list[str] = field(default_factory=list)
+    chords: bool = False
+    midi_parts: list[MidiPart] = field(default_factory=list)
+    beat_times_s: list[float] = field(default_factory=list)
+    beat_quarters: float = 1.0
+
+
+def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np.ndarray | None,
+           sample_rate: int, title: str, reporter: Reporter | None = None) -> Notation:
+    """Turn transcribed tracks into a readable score.
+
+    Args:
+        tracks: parts in score order; notes in seconds of the recording.
+        layout: "solo" (one instrument, grand staff for keyboards), "piano" (piano
+            reduction of a mix) or "ensemble" (one staff per track).
+        options: tempo_bpm / time_signature / key override detection; level and
+            chords shape piano reductions; composer goes to the metadata.
+        audio_mono: the recording (mono) to help beat tracking, or None.
+        sample_rate: of audio_mono.
+        title: the score title.
+        reporter: progress (Stage.ANALYZE, then Stage.SCORE) and cancellation.
+
+    Returns:
+        Notation.
+
+    Raises:
+        NoNotesError: no track has a usable note.
+        OptionsError: an unknown layout.
+        CancelledError: through the reporter.
+    """
+    if layout not in LAYOUTS:
+        raise OptionsError(f"Unknown layout '{layout}'.", hint="Use solo, piano or ensemble.")
+    report = reporter or Reporter()
+    warnings: list[str] = []
+    cleaned = [_clean(t) for t in tracks]
+    all_notes = [n for t in cleaned for n in t.notes]
+    pitched = [n for t in cleaned if not t.is_drum for n in t.notes]
+    if not pitched and not all_notes:
+        raise NoNotesError("I could not find any notes in this recording.",
+                           hint="Try a clearer recording, or a different instrument or mode.")
+    report(Stage.ANALYZE, 0.1, "finding the beat")
+    beats_s, events = rhythm.track_beats(all_notes, audio_mono, sample_rate, tempo_hint_bpm=options.tempo_bpm)
+    report(Stage.ANALYZE, 0.5, "finding the meter")
+    first_s = min(n.start_s for n in all_notes)
+    grid = meter.analyze_meter(beats_s, events, first_note_s=first_s, time_signature=options.time_signature)
+    if options.tempo_bpm:
+        grid = _scale_to_tempo(grid, options.tempo_bpm)
+    compound = grid.beat_quarters == 1.5
+    positions = grid.beat_position(np.array([n.start_s for n in all_notes]))
+    divisions = quantize.choose_subdivisions(positions, compound=compound)
+    qtracks = [(t, quantize.quantize_notes(t.notes, grid, divisions)) for t in cleaned]
+    qtracks = [(t, [q for q in qs if q.onset >= 0] + [_clip0(q) for q in qs if q.onset < 0]) for t, qs in qtracks]
+    report(Stage.ANALYZE, 0.8, "finding the key")
+    qpitched = [q for t, qs in qtracks if not t.is_drum for q in qs]
+    if options.key:
+        tonic_pc, mode, tonic_name = keys.parse_key_name(options.key)
+    else:
+        tonic_pc, mode, _ = keys.detect_key(qpitched, beat_quarters=grid.beat_quarters)
+        tonic_name = None
+    speller = keys.Speller(tonic_pc, mode, tonic_name)
+    key_text = f"{speller.tonic_name} {mode}"
+    beat_q = Fraction(grid.beat_quarters).limit_denominator(4)
+    meter_ = Meter(beat_q, grid.beats_per_bar, beat_q * grid.pickup_beats, grid.time_signature)
+    report(Stage.SCORE, 0.1, "arranging")
+    staves, midi_parts, want_chords = _arrange(qtracks, layout, options, warnings)
+    if want_chords:
+        chord_list = chord_mod.chord_symbols(qpitched, beat_q=beat_q, beats_per_bar=grid.beats_per_bar,
+                                             pickup_q=meter_.pickup_q, speller=speller)
+        if staves:
+            staves[0].chords = chord_list
+    tempo_map, tempo_bpm = _tempo_map(grid, meter_, options.tempo_bpm)
+    marks = _tempo_marks(tempo_map)
+    report(Stage.SCORE, 0.4, "writing the score")
+    score = build_score(staves, meter_, speller=speller, tempo_marks=marks, title=title,
+                        composer=options.composer)
+    bars = len(score.parts[0].getElementsByClass(stream.Measure)) if score.parts else 0
+    parts = [dict(name=s.name, instrument=s.instrument.key, clef=s.clef, note_count=s.note_count,
+                  source=s.source, engine=s.engine) for s in staves]
+    report(Stage.SCORE, 1.0, None)
+    return Notation(score=score, tempo_bpm=round(tempo_bpm, 1), tempo_map=tempo_map,
+                    time_signature=grid.time_signature, key=key_text,
+                    pickup_quarters=float(meter_.pickup_q), bars=bars, parts=parts, warnings=warnings,
+                    chords=bool(want_chords), midi_parts=midi_parts,
+                    beat_times_s=[float(b) for b in grid.beats_s], beat_quarters=grid.beat_quarters)
+
+
+def _clip0(q: QNote) -> QNote:
+    return QNote(Fraction(0), max(q.end, Fraction(1, 4)), q.pitch, q.velocity)
+
+
+def _clean(track: Track) -> Track:
+    inst = INSTRUMENTS.get(track.instrument)
+    low, high = (inst.low - 12, inst.high + 12) if inst and not track.is_drum else (0, 127)
+    notes = quantize.clean_notes(track.notes, low=low, high=high) if not track.is_drum else [
+        n for n in track.notes if n.velocity >= quantize.GHOST_MIN_VELOCITY]
+    return Track(track.name, track.instrument, notes, track.source, track.engine, track.is_drum)
+
+
+def _scale_to_tempo(grid: rhythm.BeatGrid, bpm: float) -> rhythm.BeatGrid:
+    """Keep the user's tempo as the notated tempo when the grid found another level."""
+    found = float(np.median(grid.tempo_curve_bpm()))
+    ratio = bpm / found
+    if 0.75 < ratio < 1.33:
+        return grid
+    beats = grid.beats_s
+    if ratio >= 1.33:
+        factor = int(round(ratio))
+        idx = np.arange((len(beats) - 1) * factor + 1) / factor
+        new = np.interp(idx, np.arange(len(beats)), beats)
+        return rhythm.BeatGrid(new, grid.beat_quarters, grid.beats_per_bar * factor, grid.time_signature,
+                               grid.pickup_beats * factor)
+    factor = int(round(1 / ratio))
+    return rhythm.BeatGrid(beats[::factor], grid.beat_quarters, max(1, grid.beats_per_bar // factor),
+                           grid.time_signature, grid.pickup_beats // factor)
+
+
+def _instrument(key: str) -> Instrument:
+    return INSTRUMENTS.get(key) or INSTRUMENTS["piano"]
+
+
+def _staff_clef(inst: Instrument, notes: list[QNote]) -> str:
+    if inst.clef in ("grand", "percussion") or not notes:
+        return "treble" if inst.clef == "grand" else inst.clef
+    median = float(np.median([q.pitch for q in notes]))
+    if inst.clef == "treble" and median < 55:
+        return "bass"
+    if inst.clef == "bass" and median > 67:
+        return "treble"
+    return inst.clef
+
+
+def _arrange(qtracks: list[tuple[Track, list[QNote]]], layout: str, options: Options,
+             warnings: list[str]) -> tuple[list[Staff], list[MidiPart], bool]:
+    staves: list[Staff] = []
+    midi_parts: list[MidiPart] = []
+    want_chords = bool(options.chords)
+    if layout == "piano":
+        notes = [q for t, qs in qtracks if not t.is_drum for q in qs]
+        if any(t.is_drum and qs for t, qs in qtracks):
+            warnings.append("Drums are left out of the piano reduction.")
+        right, left = arrange.reduce_to_piano(notes, easy=options.level == Level.EASY)
+        piano = INSTRUMENTS["piano"]
+        source = ",".join(sorted({t.source for t, _ in qtracks}))
+        engine = ",".join(sorted({t.engine for t, _ in qtracks if t.engine}))
+        staves += _grand_staff("Piano", piano, right, left, source, engine)
+        midi_parts.append(MidiPart("Piano", piano.gm_program, False, right + left))
+        want_chords = options.chords is not False
+        return staves, midi_parts, want_chords
+    for index, (track, qs) in enumerate(qtracks):
+        inst = _instrument(track.instrument)
+        if track.is_drum:
+            drums = INSTRUMENTS["drums"]
+            voices = [arrange.legato(_drum_events(qs))]
+            staves.append(Staff(track.name, drums, "percussion", voices, is_drum=True, source=track.source,
+                                engine=track.engine))
+            midi_parts.append(MidiPart(track.name, 0, True, qs))
+            continue
+        if layout == "solo" and index > 0:
+            warnings.append(f"Solo layout writes one part; '{track.name}' was added as another staff.")
+        if inst.clef == "grand":
+            right, left = arrange.split_hands(qs)
+            staves += _grand_staff(track.name, inst, right, left, track.source, track.engine,
+                                   group=f"g{index}")
+        else:
+            clef_name = _staff_clef(inst, qs)
+            staves.append(Staff(track.name, inst, clef_name, arrange.assign_voices(qs), source=track.source,
+                                engine=track.engine))
+        midi_parts.append(MidiPart(track.name, inst.gm_program, False, qs))
+    return staves, midi_parts, want_chords
+
+
+def _grand_staff(name: str, inst: Instrument, right: list[QNote], left: list[QNote], source: str,
+                 engine: str, group: str = "grand") -> list[Staff]:
+    return [Staff(name, inst, "treble", arrange.assign_voices(right), group=group, source=source, engine=engine),
+            Staff(name, inst, "bass", arrange.assign_voices(left), group=group, source=source, engine=engine)]
+
+
+def _drum_events(qs: list[QNote]) -> list[arrange.VoiceEvent]:
+    out: list[arrange.VoiceEvent] = []
+    for q in sorted(qs, key=lambda q: q.onset):
+        if out and out[-1].onset == q.onset:
+            if q.pitch not in out[-1].pitches:
+                out[-1].pitches.append(q.pitch)
+            continue
+        if out and out[-1].end > q.onset:
+            out[-1].end = q.onset
+        out.append(arrange.VoiceEvent(q.onset, q.onset + min(q.length, Fraction(1, 2)), [q.pitch], q.velocity))
+    return out
+
+
+def _tempo_map(grid: rhythm.BeatGrid, meter_: Meter, forced_bpm: float | None) -> tuple[list[tuple[float, float]], float]:
+    curve = grid.tempo_curve_bpm()
+    if forced_bpm:
+        return [(0.0, float(forced_bpm))], float(forced_bpm)
+    main = float(np.median(curve)) if len(curve) else 100.0
+    beats_per_bar = grid.beats_per_bar
+    entries: list[tuple[float, float]] = []
+    start_beat = grid.pickup_beats if grid.pickup_beats else 0
+    bar_starts = [0] + list(range(start_beat if start_beat else beats_per_bar, len(curve), beats_per_bar))
+    current = None
+    for i, b in enumerate(bar_starts):
+        nxt = bar_starts[i + 1] if i + 1 < len(bar_starts) else len(curve)
+        seg = curve[b:max(nxt, b + 1)]
+        if not len(seg):
+            continue
+        bar_bpm = float(np.median(seg))
+        if current is None or abs(bar_bpm / current - 1) > TEMPO_CHANGE_RATIO:
+            current = bar_bpm
+            entries.append((float(b * grid.beat_quarters), round(bar_bpm, 1)))
+    if not entries:
+        entries = [(0.0, round(main, 1))]
+    return entries, main
+
+
+def _tempo_marks(tempo_map: list[tuple[float, float]]) -> list[tuple[Fraction, float]]:
+    """Printed metronome marks: the first tempo, then only large, lasting changes."""
+    marks = [(Fraction(0), tempo_map[0][1])]
+    for at, bpm in tempo_map[1:]:
+        if abs(bpm / marks[-1][1] - 1) >= TEMPO_MARK_RATIO:
+            marks.append((Fraction(at).limit_denominator(12), bpm))
+    return marks

@@ -1,0 +1,235 @@
+"""Unit tests of core.notation on constructed note lists with known answers.
+
+No models and no audio: notes are written in quarter notes, performed at a known
+tempo (optionally changing), and notate() must recover meter, pickup, tempo,
+rhythm and key. Each test runs in well under a second or two.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import mido
+import pytest
+from music21 import converter, note as m21note
+
+from stemscribe.core.notation import notate, write_midi, write_musicxml
+from stemscribe.core.notation.build import Meter, split_span
+from stemscribe.core.notation.keys import Speller, detect_key
+from stemscribe.core.notation.quantize import QNote
+from stemscribe.core.notes import Note, Track
+from stemscribe.core.options import Options
+
+
+def perform(score: list[tuple[float, float, int]], bpm: float = 100.0, *, lead_s: float = 0.5,
+            tempo_at=None, velocity=None) -> list[Note]:
+    """Notes in seconds from (onset in quarters, length in quarters, pitch) rows.
+
+    tempo_at(q) gives the quarter tempo at quarter q (integrated numerically) when the
+    tempo moves; velocity(q) the loudness (downbeat accents).
+    """
+    def seconds(q: float) -> float:
+        if tempo_at is None:
+            return lead_s + q * 60.0 / bpm
+        steps = max(1, int(q * 48))
+        dq = q / steps
+        return lead_s + sum(60.0 / tempo_at((i + 0.5) * dq) * dq for i in range(steps))
+    return [Note(seconds(on), seconds(on + length * 0.95), pitch, velocity(on) if velocity else 80)
+            for on, length, pitch in score]
+
+
+def bars_with_bass(bars: int, beats: int, melody_per_beat, *, beat_q: float = 1.0, bass=(48, 43)) -> list:
+    """A melody plus a bass note on every downbeat, so bars are audible."""
+    rows = []
+    for b in range(bars):
+        start = b * beats * beat_q
+        rows.append((start, beats * beat_q, bass[b % len(bass)]))
+        for k in range(beats):
+            rows.extend(melody_per_beat(start + k * beat_q, b, k))
+    return rows
+
+
+def run(tracks, **kw):
+    options = kw.pop("options", Options())
+    return notate(tracks, layout=kw.pop("layout", "solo"), options=options, audio_mono=None, sample_rate=22050,
+                  title="Test", **kw)
+
+
+def written_notes(notation):
+    """(quarter onset, MIDI pitch) of every sounding note in the score, ties merged."""
+    out = []
+    for part in notation.score.toSoundingPitch().parts:
+        for n in part.flatten().stripTies().notes:
+            if n.duration.isGrace or not hasattr(n, "pitches"):
+                continue
+            out.extend((float(n.offset), p.midi) for p in n.pitches)
+    return sorted(out)
+
+
+def c_major_melody(q, bar, beat):
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    return [(q, 0.5, scale[(bar * 4 + beat) % 8]), (q + 0.5, 0.5, scale[(bar * 4 + beat + 2) % 8])]
+
+
+def test_four_four_tempo_meter_and_exact_rhythm():
+    rows = bars_with_bass(8, 4, c_major_melody)
+    notation = run([Track("Piano", "piano", perform(rows, 96, velocity=lambda q: 100 if q % 4 == 0 else 70))])
+    assert notation.time_signature == "4/4"
+    assert abs(notation.tempo_bpm - 96) < 3
+    assert notation.pickup_quarters == 0
+    expected = sorted((float(on), p) for on, _, p in rows)
+    assert written_notes(notation) == expected
+
+
+def test_pickup_bar_is_detected():
+    # A one-beat pickup (G4) before eight 3/4 bars with a bass note on every downbeat.
+    melody = lambda q, bar, beat: [(q + 1, 1.0, [64, 65, 67][beat])]
+    rows = [(0.0, 1.0, 67)] + [(on + 1, length, p) for on, length, p in bars_with_bass(8, 3, lambda q, b, k: [])]
+    rows += [r for b in range(8) for k in range(3) for r in melody(b * 3 + k, b, k)]
+    accents = lambda q: 110 if q >= 1 and (q - 1) % 3 == 0 else 60
+    notation = run([Track("Violin", "violin", perform(rows, 120, velocity=accents))])
+    assert notation.time_signature == "3/4"
+    assert notation.pickup_quarters == 1.0
+    first_measure = notation.score.parts[0].getElementsByClass("Measure")[0]
+    assert first_measure.duration.quarterLength == 1.0
+
+
+def test_triplet_passage_is_written_as_triplets():
+    def melody(q, bar, beat):
+        if beat == 2:
+            return [(q, 1 / 3, 67), (q + 1 / 3, 1 / 3, 69), (q + 2 / 3, 1 / 3, 71)]
+        return [(q, 0.5, 72), (q + 0.5, 0.5, 74)]
+    rows = bars_with_bass(6, 4, melody)
+    notation = run([Track("Flute", "flute", perform(rows, 90, velocity=lambda q: 100 if q % 4 == 0 else 70))])
+    onsets = {round(o % 4, 4) for o, _ in written_notes(notation)}
+    assert {2.0, round(2 + 1 / 3, 4), round(2 + 2 / 3, 4), 0.5, 1.5} <= onsets
+    tuplets = [n for n in notation.score.parts[0].flatten().notes if n.duration.tuplets]
+    assert len(tuplets) >= 6 * 3
+
+
+def test_six_eight_jig():
+    # Continuous eighths grouped in threes, long notes and bass on the dotted-quarter beats.
+    def melody(q, bar, beat):
+        base = 67 if beat == 0 else 71
+        return [(q, 1.0, base), (q + 1.0, 0.5, base + 2)]
+    rows = bars_with_bass(10, 2, melody, beat_q=1.5)
+    notation = run([Track("Violin", "violin", perform(rows, 150, velocity=lambda q: 100 if q % 3 == 0 else 70))])
+    assert notation.time_signature == "6/8"
+    assert abs(notation.tempo_bpm - 150) < 5 or abs(notation.tempo_bpm - 75) < 3
+    assert written_notes(notation) == sorted((float(on), p) for on, _, p in rows)
+
+
+def test_tempo_change_gives_a_tempo_map_and_keeps_the_rhythm():
+    # 6 bars at 80, then "piu mosso": 6 bars at 100 (quarter notes).
+    rows = bars_with_bass(12, 4, lambda q, b, k: [(q, 1.0, [72, 71, 69, 67][k])])
+    notation = run([Track("Piano", "piano", perform(rows, tempo_at=lambda q: 80.0 if q < 24 else 100.0,
+                                                    velocity=lambda q: 100 if q % 4 == 0 else 70))])
+    assert len(notation.tempo_map) >= 2
+    first, last = notation.tempo_map[0][1], notation.tempo_map[-1][1]
+    assert abs(first - 80) < 4 and abs(last - 100) < 5
+    assert written_notes(notation) == sorted((float(on), p) for on, _, p in rows)
+
+
+def test_ritardando_is_followed():
+    # 8 bars slowing from 90 to 60: every beat must stay on its quarter.
+    rows = bars_with_bass(8, 4, lambda q, b, k: [(q, 0.5, 72), (q + 0.5, 0.5, 74)])
+    notation = run([Track("Piano", "piano", perform(rows, tempo_at=lambda q: 90.0 - 30.0 * q / 32,
+                                                    velocity=lambda q: 100 if q % 4 == 0 else 70))])
+    assert notation.tempo_map[0][1] > notation.tempo_map[-1][1] + 15
+    assert written_notes(notation) == sorted((float(on), p) for on, _, p in rows)
+
+
+def test_ties_across_the_barline():
+    # Beat 4 of bar 1 held for two beats: written as a quarter tied over the barline.
+    rows = bars_with_bass(4, 4, lambda q, b, k: [] if (b, k) in ((1, 0),) else (
+        [(q, 2.0, 76)] if (b, k) == (0, 3) else [(q, 1.0, 72)]))
+    notation = run([Track("Violin", "violin", perform(rows, 100, velocity=lambda q: 100 if q % 4 == 0 else 70))])
+    part = notation.score.parts[0]
+    tied = [n for n in part.flatten().notes if isinstance(n, m21note.Note) and n.pitch.midi == 76]
+    assert [n.tie.type for n in tied] == ["start", "stop"]
+    assert [n.getContextByClass("Measure").number for n in tied] == [1, 2]
+    assert all(n.quarterLength == 1.0 for n in tied)
+
+
+def test_split_span_follows_the_beat():
+    four = Meter(Fraction(1), 4, Fraction(0), "4/4")
+    # A quarter off the beat is two tied eighths; a dotted half on beat 2 shows the middle.
+    assert split_span(Fraction(1, 2), Fraction(3, 2), four, Fraction(0)) == [(Fraction(1, 2), 1), (1, Fraction(3, 2))]
+    assert split_span(Fraction(1), Fraction(4), four, Fraction(0)) == [(1, 2), (2, 4)]
+    # No 5/16 shapes: a quarter plus a sixteenth.
+    assert split_span(Fraction(0), Fraction(5, 4), four, Fraction(0)) == [(0, 1), (1, Fraction(5, 4))]
+    six = Meter(Fraction(3, 2), 2, Fraction(0), "6/8")
+    assert split_span(Fraction(0), Fraction(3), six, Fraction(0)) == [(0, 3)]  # dotted half
+    assert split_span(Fraction(1), Fraction(2), six, Fraction(0)) == [(1, Fraction(3, 2)), (Fraction(3, 2), 2)]
+
+
+@pytest.mark.parametrize("tonic, mode, steps", [
+    (2, "major", [0, 2, 4, 5, 7, 9, 11, 12]),
+    (9, "minor", [0, 2, 3, 5, 7, 8, 11, 12]),
+    (3, "major", [0, 2, 4, 5, 7, 9, 11, 12]),
+])
+def test_key_of_a_scale(tonic, mode, steps):
+    pitches = [60 + tonic + s for s in steps + steps[::-1]] + [48 + tonic]
+    notes = [QNote(Fraction(i), Fraction(i + 1), p) for i, p in enumerate(pitches)]
+    notes.append(QNote(Fraction(len(pitches) - 1), Fraction(len(pitches)), 48 + tonic))
+    assert detect_key(notes)[:2] == (tonic, mode)
+
+
+def test_spelling_follows_the_key():
+    assert Speller(3, "major").name(63) == "E-4"  # Eb major: E flat, not D sharp
+    assert Speller(9, "minor").name(68) == "G#4"  # A minor: the leading tone is G sharp
+    assert Speller(6, "minor").name(65) == "E#4"  # F# minor: raised seventh
+    assert Speller(5, "major").name(70) == "B-4"
+
+
+def test_drums_get_a_percussion_staff():
+    rows = bars_with_bass(4, 4, lambda q, b, k: [(q, 1.0, 72)])
+    drums = [Note(0.5 + i * 0.6, 0.55 + i * 0.6, [36, 42, 38, 42][i % 4], 90) for i in range(16)]
+    notation = run([Track("Melody", "violin", perform(rows, 100)),
+                    Track("Drums", "drums", drums, is_drum=True)], layout="ensemble")
+    assert [p["clef"] for p in notation.parts] == ["treble", "percussion"]
+    drum_part = notation.score.parts[1]
+    hits = drum_part.flatten().getElementsByClass(m21note.Unpitched)
+    assert len(hits) == 16
+    assert {h.displayName for h in hits} == {"F4", "G5", "C5"}
+    assert any(h.notehead == "x" for h in hits)
+
+
+def test_options_override_detection_and_musicxml_round_trip(tmp_path):
+    rows = bars_with_bass(4, 4, c_major_melody)
+    options = Options(time_signature="2/4", key="A minor", tempo_bpm=96.0)
+    notation = run([Track("Clarinet", "clarinet", perform(rows, 96))], options=options)
+    assert (notation.time_signature, notation.key, notation.tempo_bpm) == ("2/4", "A minor", 96.0)
+    path = write_musicxml(notation, tmp_path / "score.musicxml")
+    parsed = converter.parse(str(path))
+    assert parsed.recurse().getElementsByClass("TimeSignature")[0].ratioString == "2/4"
+    # Clarinet in B flat: written a major second up, A minor sounds -> B minor written (2 sharps).
+    assert parsed.recurse().getElementsByClass("KeySignature")[0].sharps == 2
+    sounding = sorted((float(n.offset), p.midi) for n in parsed.toSoundingPitch().parts[0].flatten().stripTies().notes
+                      for p in n.pitches)
+    assert sounding == sorted((float(on), p) for on, _, p in rows)
+
+
+def test_write_midi_has_tempo_meter_and_notes(tmp_path):
+    rows = bars_with_bass(4, 3, lambda q, b, k: [(q, 1.0, 67)])
+    notation = run([Track("Piano", "piano", perform(rows, 120, velocity=lambda q: 110 if q % 3 == 0 else 60))],
+                   options=Options(time_signature="3/4"))
+    path = write_midi(notation, tmp_path / "score.mid")
+    mid = mido.MidiFile(str(path))
+    metas = [m for m in mid.tracks[0] if m.is_meta]
+    ts = [m for m in metas if m.type == "time_signature"][0]
+    assert (ts.numerator, ts.denominator) == (3, 4)
+    tempo = [m for m in metas if m.type == "set_tempo"][0]
+    assert abs(mido.tempo2bpm(tempo.tempo) - 120) < 4
+    note_ons = [m for t in mid.tracks[1:] for m in t if m.type == "note_on" and m.velocity > 0]
+    assert len(note_ons) == len(rows)
+
+
+def test_piano_reduction_of_a_mix_uses_a_grand_staff_with_chords():
+    rows = bars_with_bass(4, 4, lambda q, b, k: [(q, 1.0, 76), (q, 1.0, 72), (q, 1.0, 67)])
+    notation = run([Track("Mix", "piano", perform(rows, 100, velocity=lambda q: 100 if q % 4 == 0 else 70))],
+                   layout="piano")
+    assert [p["clef"] for p in notation.parts] == ["treble", "bass"]
+    assert notation.chords
+    figures = {h.figure for h in notation.score.recurse().getElementsByClass("ChordSymbol")}
+    assert "C" in figures
