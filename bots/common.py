@@ -132,16 +132,30 @@ def progress_text(state: str, *, stage: str | None = None, percent: float | None
         return "Queued: starting shortly."
     if state == "started":
         pct = f" {int(round(percent or 0)):d}%" if percent is not None else ""
-        what = {"decode": "Reading the audio", "separate": "Separating instruments",
-                "transcribe": "Listening for notes", "analyze": "Finding tempo, meter and key",
-                "score": "Writing the score", "engrave": "Engraving"}.get(stage or "", "Working")
+        what = _STAGE_LABELS.get(stage or "", "Working")
         bar = _bar(percent)
-        return f"{what}…{pct} {bar}" + (f"\n{message}" if message else "")
+        detail = (message or "").strip().rstrip(".…")
+        # Stages often repeat their own label as the message; show it once.
+        if detail and (detail.lower() in what.lower() or what.lower() in detail.lower()):
+            detail = ""
+        return f"{what}…{pct} {bar}" + (f"\n{detail}" if detail else "")
     if state == "finished":
         return "Done."
     if state == "cancelled":
         return "Cancelled."
     return "Failed."
+
+
+_STAGE_LABELS = {
+    "starting": "Fetching your recording",
+    "decode": "Reading the audio",
+    "separate": "Separating instruments",
+    "transcribe": "Listening for notes",
+    "analyze": "Finding tempo, meter and key",
+    "score": "Writing the score",
+    "engrave": "Engraving",
+    "done": "Packing up the files",
+}
 
 
 def _bar(percent: float | None, width: int = 12) -> str:
@@ -177,18 +191,8 @@ def summary_line(result: Mapping[str, Any]) -> str:
     return line + ("\n" + "\n".join(notes) if notes else "")
 
 
-def describe_limit(error: LimitError) -> str:
-    """Same as user_message for limit errors; kept for readability at call sites."""
-    return user_message(error)
-
-
-def known_option_words() -> tuple[str, ...]:
-    """Option words for autocomplete and help."""
-    return OPTION_KEYS
-
-
 __all__ = [
     "ARTIFACT_ORDER", "HELP_TEXT", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
-    "artifact_caption", "describe_limit", "format_duration", "known_option_words",
+    "artifact_caption", "format_duration",
     "progress_text", "summary_line", "user_message",
 ]

@@ -1,0 +1,316 @@
+"""The slash commands and the "Transcribe" message menu.
+
+Exports: TranscribeCog, audio_attachments, check_attachments, defaults_scope, AUDIO_EXTENSIONS.
+
+Handlers stay thin: they turn command values into option pairs, let
+stemscribe.core.options validate them, run the cheap checks (is it audio, is it
+small enough), enqueue through the JobClient and hand the job to a watcher.
+Every user-caused failure is answered with the shared wording of
+stemscribe.bots.common; anything else goes to the tree's error handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Literal, Optional
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from stemscribe.bots.common import HELP_TEXT, user_message
+from stemscribe.core.defaults import MAX_MULTITRACK_FILES
+from stemscribe.core.errors import (
+    AudioTooLargeError,
+    OptionsError,
+    StemscribeError,
+    UnsupportedFormatError,
+)
+from stemscribe.core.instruments import INSTRUMENTS, instrument_names
+from stemscribe.core.options import merge_option_pairs, options_from_pairs, split_option_words
+from stemscribe.worker.client import InputFile, Requester
+
+from .delivery import format_bytes
+from .watch import TERMINAL_STATES, JobWatch, progress_line
+
+if TYPE_CHECKING:
+    from .bot import StemscribeBot
+
+log = logging.getLogger(__name__)
+
+#: File endings accepted as audio when Discord sends no content type.
+AUDIO_EXTENSIONS = frozenset({".mp3", ".wav", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".wma",
+                              ".aif", ".aiff", ".webm", ".mp4", ".m4v", ".mov", ".mkv", ".caf", ".amr", ".3gp"})
+
+YesNo = Literal["yes", "no"]
+ModeWord = Literal["auto", "solo", "piano", "stems", "multitrack"]
+LevelWord = Literal["easy", "full"]
+
+_OPTION_HELP = {
+    "mode": "auto lets stemscribe choose; solo, piano (reduction), stems (one staff per instrument), multitrack",
+    "stems": "Also send the separated instrument tracks as audio",
+    "instrument": "The (main) instrument, e.g. violin, guitar, piano",
+    "title": "Title printed on the score",
+    "level": "Piano reduction detail: easy or full",
+    "more": 'Other options as words, e.g. tempo:92 time:6/8 key:"D minor" chords:no',
+}
+
+
+def is_audio(attachment: discord.Attachment) -> bool:
+    """Whether an attachment looks like audio (or video with sound) by type or file ending."""
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type.startswith(("audio/", "video/")):
+        return True
+    return PurePath(attachment.filename).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def audio_attachments(message: discord.Message) -> list[discord.Attachment]:
+    """The attachments of a message that look like audio."""
+    return [a for a in message.attachments if is_audio(a)]
+
+
+def check_attachments(attachments: list[discord.Attachment], *, max_bytes: int) -> None:
+    """The cheap checks before downloading anything.
+
+    Raises:
+        UnsupportedFormatError: no attachment, or one that is not audio.
+        AudioTooLargeError: a file over max_bytes.
+        OptionsError: more files than one multitrack job takes.
+    """
+    if not attachments:
+        raise UnsupportedFormatError("That message has no audio attachments.",
+                                     hint="Use it on a message with a recording (mp3, wav, ogg, flac, m4a or a video).")
+    for attachment in attachments:
+        if not is_audio(attachment):
+            raise UnsupportedFormatError(f"{attachment.filename} is not an audio file.",
+                                         hint="Attach a recording: mp3, wav, ogg, flac, m4a or a video with sound.")
+        if attachment.size > max_bytes:
+            raise AudioTooLargeError(f"{attachment.filename} is {format_bytes(attachment.size)}; "
+                                     f"the limit is {format_bytes(max_bytes)}.",
+                                     hint="Trim it, or send a compressed format such as mp3 or ogg.")
+    if len(attachments) > MAX_MULTITRACK_FILES:
+        raise OptionsError(f"That is {len(attachments)} files; one job takes at most {MAX_MULTITRACK_FILES}.")
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """The status of a job just queued, in the shape progress_line reads."""
+
+    position: int
+    state: str = "queued"
+    stage: str = "queued"
+    percent: float = 0.0
+    message: str = ""
+
+
+def defaults_scope(guild_id: int) -> str:
+    """The key of a server's saved defaults in the job store."""
+    return f"discord:guild:{guild_id}"
+
+
+def _requester(interaction: discord.Interaction) -> Requester:
+    return Requester(platform="discord", user_id=str(interaction.user.id),
+                     chat_id=str(interaction.channel_id or interaction.user.id),
+                     reply={"guild_id": interaction.guild_id, "channel_id": interaction.channel_id,
+                            "application_id": interaction.application_id, "interaction_id": interaction.id})
+
+
+def _pairs(**values: Optional[str]) -> dict[str, str]:
+    """Slash-command values (None = not given) plus the free 'more' words, as option pairs."""
+    more = values.pop("more", None)
+    given = {key: value for key, value in values.items() if value is not None}
+    extra = split_option_words(more) if more else {}
+    for key in extra.keys() & given.keys():
+        raise OptionsError(f"{key} is given twice.", hint=f"Drop {key}:{extra[key]} from the extra options.")
+    return {**given, **extra}
+
+
+def _describe_pairs(pairs: dict) -> str:
+    return " ".join(f'{k}:"{v}"' if " " in str(v) else f"{k}:{v}" for k, v in pairs.items())
+
+
+class TranscribeCog(commands.Cog):
+    """/transcribe, the Transcribe menu, /status, /cancel, /help and /defaults."""
+
+    defaults = app_commands.Group(name="defaults", description="Server-wide default options for /transcribe",
+                                  guild_only=True)
+
+    def __init__(self, bot: "StemscribeBot") -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Transcribe", callback=self.transcribe_message)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    # ------------------------------------------------------------------ transcribe
+
+    @app_commands.command(name="transcribe")
+    @app_commands.describe(file="The recording: mp3, wav, ogg, flac, m4a or a video with sound", **_OPTION_HELP)
+    async def transcribe(self, interaction: discord.Interaction, file: discord.Attachment,
+                         mode: Optional[ModeWord] = None, stems: Optional[YesNo] = None,
+                         instrument: Optional[str] = None, title: Optional[app_commands.Range[str, 1, 120]] = None,
+                         level: Optional[LevelWord] = None, more: Optional[str] = None) -> None:
+        """Write a recording down as sheet music (PDF, preview, MusicXML, MIDI)."""
+        received = asyncio.get_running_loop().time()
+        await interaction.response.defer(thinking=True)
+        try:
+            pairs = _pairs(mode=mode, stems=stems, instrument=instrument, title=title, level=level, more=more)
+        except OptionsError as error:
+            await interaction.edit_original_response(content=user_message(error))
+            return
+        await self._start(interaction, [file], pairs, received=received)
+
+    @transcribe.autocomplete("instrument")
+    async def instrument_autocomplete(self, interaction: discord.Interaction,
+                                      current: str) -> list[app_commands.Choice[str]]:
+        """Suggest instruments matching what the user typed so far."""
+        return instrument_choices(current)
+
+    async def transcribe_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Transcribe the audio attachments of a message (several become one multitrack score)."""
+        received = asyncio.get_running_loop().time()
+        await interaction.response.defer(thinking=True)
+        audio = audio_attachments(message)
+        pairs = {"mode": "multitrack"} if len(audio) > 1 else {}
+        await self._start(interaction, audio, pairs, received=received)
+
+    async def _start(self, interaction: discord.Interaction, attachments: list[discord.Attachment],
+                     pairs: dict[str, str], *, received: float) -> None:
+        """Validate, enqueue and start watching one job; answer user errors in place."""
+        try:
+            saved = await self._saved_defaults(interaction.guild_id)
+            options = options_from_pairs(merge_option_pairs(saved, pairs))
+            check_attachments(attachments, max_bytes=self.bot.settings.max_input_bytes)
+            files = [InputFile(name=a.filename, data=await a.read()) for a in attachments]
+            submission = await asyncio.to_thread(self.bot.jobs.submit, files, options, _requester(interaction))
+        except StemscribeError as error:
+            await interaction.edit_original_response(content=user_message(error))
+            return
+        except discord.HTTPException as error:
+            log.warning("downloading an attachment failed: %s", error)
+            await interaction.edit_original_response(
+                content="I could not download your file from Discord. Please try again in a minute.")
+            return
+        title = options.title or PurePath(attachments[0].filename).stem
+        queued = progress_line(submission.job_id, _Queued(submission.position))
+        await interaction.edit_original_response(content=queued)
+        self.bot.watch(JobWatch(job_id=submission.job_id, interaction=interaction, received_at=received,
+                                title=title, shown=queued))
+
+    async def _saved_defaults(self, guild_id: int | None) -> dict:
+        if guild_id is None:
+            return {}
+        return await asyncio.to_thread(self.bot.jobs.load_defaults, defaults_scope(guild_id)) or {}
+
+    # ------------------------------------------------------------------ status, cancel, help
+
+    @app_commands.command(name="status")
+    async def status(self, interaction: discord.Interaction) -> None:
+        """Show your queued and running transcriptions."""
+        jobs = await asyncio.to_thread(self.bot.jobs.jobs_for, _requester(interaction))
+        if not jobs:
+            await interaction.response.send_message("You have no transcriptions queued or running.", ephemeral=True)
+            return
+        lines = [progress_line(job.job_id, job).replace("\n", " · ") for job in jobs]
+        await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+
+    @app_commands.command(name="cancel")
+    @app_commands.describe(job="Which job to stop (leave empty to stop your only running job)")
+    async def cancel(self, interaction: discord.Interaction, job: Optional[str] = None) -> None:
+        """Stop one of your transcriptions."""
+        requester = _requester(interaction)
+        if job is None:
+            active = [j for j in await asyncio.to_thread(self.bot.jobs.jobs_for, requester)
+                      if j.state not in TERMINAL_STATES]
+            if not active:
+                await interaction.response.send_message("You have nothing queued or running.", ephemeral=True)
+                return
+            if len(active) > 1:
+                await interaction.response.send_message(
+                    f"You have {len(active)} jobs running: pick one with /cancel job:.", ephemeral=True)
+                return
+            job = active[0].job_id
+        if await asyncio.to_thread(self.bot.jobs.cancel, job, requester):
+            await interaction.response.send_message(f"Cancelling job `{job}`.", ephemeral=True)
+        else:
+            await interaction.response.send_message(
+                f"I could not cancel `{job}`: it has ended already, or it is not yours.", ephemeral=True)
+
+    @cancel.autocomplete("job")
+    async def cancel_autocomplete(self, interaction: discord.Interaction,
+                                  current: str) -> list[app_commands.Choice[str]]:
+        """Offer the user's own running jobs."""
+        jobs = await asyncio.to_thread(self.bot.jobs.jobs_for, _requester(interaction))
+        return [app_commands.Choice(name=f"{j.job_id} ({j.state})", value=j.job_id)
+                for j in jobs if j.state not in TERMINAL_STATES and current.lower() in j.job_id.lower()][:25]
+
+    @app_commands.command(name="help")
+    async def help(self, interaction: discord.Interaction) -> None:
+        """How to use stemscribe: modes, options and examples."""
+        intro = ("Use /transcribe with an audio file, or right-click a message with audio and pick "
+                 "Apps → Transcribe. Extra options go in the `more` field.\n\n")
+        await interaction.response.send_message((intro + HELP_TEXT)[:2000], ephemeral=True)
+
+    # ------------------------------------------------------------------ server defaults
+
+    @defaults.command(name="show")
+    async def defaults_show(self, interaction: discord.Interaction) -> None:
+        """Show this server's default options."""
+        saved = await self._saved_defaults(interaction.guild_id)
+        text = f"Server defaults: {_describe_pairs(saved)}" if saved else "This server has no default options."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @defaults.command(name="set")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    @app_commands.describe(**{k: v for k, v in _OPTION_HELP.items() if k != "title"})
+    async def defaults_set(self, interaction: discord.Interaction, mode: Optional[ModeWord] = None,
+                           stems: Optional[YesNo] = None, instrument: Optional[str] = None,
+                           level: Optional[LevelWord] = None, more: Optional[str] = None) -> None:
+        """Set default options for everyone's /transcribe in this server (Manage Server)."""
+        assert interaction.guild_id is not None  # the group is guild_only
+        try:
+            pairs = _pairs(mode=mode, stems=stems, instrument=instrument, level=level, more=more)
+            if not pairs:
+                raise OptionsError("Give at least one option to set.", hint="For example mode:piano.")
+            merged = merge_option_pairs(await self._saved_defaults(interaction.guild_id), pairs)
+            options_from_pairs(merged)
+            await asyncio.to_thread(self.bot.jobs.save_defaults, defaults_scope(interaction.guild_id), pairs)
+        except OptionsError as error:
+            await interaction.response.send_message(user_message(error), ephemeral=True)
+            return
+        await interaction.response.send_message(f"Saved. Server defaults: {_describe_pairs(merged)}", ephemeral=True)
+
+    @defaults_set.autocomplete("instrument")
+    async def defaults_instrument_autocomplete(self, interaction: discord.Interaction,
+                                               current: str) -> list[app_commands.Choice[str]]:
+        """Suggest instruments matching what the user typed so far."""
+        return instrument_choices(current)
+
+    @defaults.command(name="clear")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def defaults_clear(self, interaction: discord.Interaction) -> None:
+        """Remove this server's default options (Manage Server)."""
+        assert interaction.guild_id is not None
+        saved = await self._saved_defaults(interaction.guild_id)
+        if saved:
+            await asyncio.to_thread(self.bot.jobs.save_defaults, defaults_scope(interaction.guild_id),
+                                    {key: None for key in saved})
+        await interaction.response.send_message("Server defaults cleared.", ephemeral=True)
+
+
+def instrument_choices(current: str) -> list[app_commands.Choice[str]]:
+    """Up to 25 instruments whose option word or name contains what was typed."""
+    typed = current.strip().lower()
+    choices = []
+    for word in instrument_names():
+        name = INSTRUMENTS[word].name if word in INSTRUMENTS else word
+        if typed in word or typed in name.lower():
+            label = name if word in INSTRUMENTS else word.replace("-", " ")
+            choices.append(app_commands.Choice(name=label, value=word))
+    return choices[:25]

@@ -1,0 +1,252 @@
+"""Follow one queued job: edit the interaction's response with progress, then deliver.
+
+Exports: Timings, JobWatch, watch_job, progress_line, TERMINAL_STATES.
+
+A JobWatch polls JobClient.status from a background task, edits the deferred
+response at most once per Timings.edit_interval_s, and when the job ends posts
+the result (embed, preview, files) or the mapped error. The interaction token
+lives 15 minutes; shortly before it dies the response says the result will come
+in the channel, and delivery then goes to the channel with a mention, or by DM
+when the bot may not post there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from stemscribe.bots.common import artifact_caption, progress_text, summary_line, user_message
+from stemscribe.core import errors as core_errors
+from stemscribe.core.errors import StemscribeError, TransientError
+
+from .delivery import (
+    ChannelRoute,
+    DirectMessageRoute,
+    InteractionRoute,
+    RESULT_COLOUR,
+    Route,
+    UploadPlan,
+    deliver,
+    is_expired_token,
+    plan_uploads,
+    too_large_note,
+)
+
+log = logging.getLogger(__name__)
+
+#: Job states after which nothing changes any more.
+TERMINAL_STATES = frozenset({"finished", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Clock settings of the Discord front end (tests shorten them).
+
+    token_lifetime_s: how long Discord honours an interaction token (15 minutes).
+    token_margin_s: stop using the token this long before it dies.
+    poll_interval_s: how often a job's status is read from the queue.
+    edit_interval_s: least time between two edits of one progress message.
+    guild_ready_timeout_s: how long discord.py waits for more guilds at startup.
+    transient_patience_s: how long status reads may keep failing (Redis down) before giving up.
+    """
+
+    token_lifetime_s: float = 15 * 60
+    token_margin_s: float = 45.0
+    poll_interval_s: float = 1.0
+    edit_interval_s: float = 2.5
+    guild_ready_timeout_s: float = 2.0
+    transient_patience_s: float = 300.0
+
+
+@dataclass
+class JobWatch:
+    """What the watcher needs to know about one submitted job.
+
+    received_at: loop.time() when the interaction arrived (its token's birth).
+    title: shown on the result embed and used for file names.
+    shown: the text the response shows now (the "queued" line), so it is not sent twice.
+    """
+
+    job_id: str
+    interaction: discord.Interaction
+    received_at: float
+    title: str
+    shown: str = ""
+
+
+def _is_bug(error: dict) -> bool:
+    """True when a failed job's stored error is not one of ours (user, transient, cancel)."""
+    cls = getattr(core_errors, str(error.get("type", "")), None)
+    expected = isinstance(cls, type) and issubclass(
+        cls, (core_errors.UserError, core_errors.TransientError, core_errors.CancelledError))
+    return not (error.get("user_error") or expected)
+
+
+def progress_line(job_id: str, status: Any) -> str:
+    """The progress message: the shared progress text plus the job id for /cancel."""
+    text = progress_text(status.state, stage=status.stage, percent=status.percent,
+                         message=status.message, position=status.position)
+    return f"{text}\nJob `{job_id}` · /cancel to stop it"
+
+
+def _token_deadline(watch: JobWatch, timings: Timings) -> float:
+    return watch.received_at + timings.token_lifetime_s - timings.token_margin_s
+
+
+async def watch_job(bot: Any, watch: JobWatch) -> None:
+    """Poll the job until it ends, showing progress, then deliver its outcome.
+
+    A bug anywhere in here still reaches the user as an apology quoting the job id.
+
+    Args:
+        bot: the StemscribeBot (gives jobs, timings and the channel/user caches).
+        watch: the job and its interaction.
+    """
+    try:
+        status = await _follow(bot, watch)
+        token_alive = asyncio.get_running_loop().time() < _token_deadline(watch, bot.timings)
+        await _finish(bot, watch, status, token_alive=token_alive)
+    except asyncio.CancelledError:
+        raise
+    except StemscribeError as error:
+        await _tell(bot, watch, user_message(error, job_id=watch.job_id))
+    except Exception as error:
+        log.error("delivering job %s failed", watch.job_id, exc_info=error)
+        await _tell(bot, watch, user_message(error, job_id=watch.job_id))
+
+
+async def _follow(bot: Any, watch: JobWatch) -> Any:
+    """Edit the progress message until the job reaches a terminal state; returns that status."""
+    loop = asyncio.get_running_loop()
+    timings: Timings = bot.timings
+    last_text, warned = watch.shown, False
+    last_edit = loop.time() if watch.shown else float("-inf")
+    failing_since: float | None = None
+    while True:
+        try:
+            status = await asyncio.to_thread(bot.jobs.status, watch.job_id)
+            failing_since = None
+        except TransientError:
+            # Redis restarts are survivable: keep polling for a while before giving up.
+            failing_since = failing_since if failing_since is not None else loop.time()
+            if loop.time() - failing_since > timings.transient_patience_s:
+                raise
+            await asyncio.sleep(timings.poll_interval_s)
+            continue
+        if status.state in TERMINAL_STATES:
+            return status
+        now = loop.time()
+        deadline = _token_deadline(watch, timings)
+        text = progress_line(watch.job_id, status)
+        if now < deadline and not warned and now + timings.poll_interval_s >= deadline:
+            text += "\nThis is taking a while: I will post the result in this channel and mention you."
+            warned, last_edit = True, float("-inf")
+        if now < deadline and text != last_text and now - last_edit >= timings.edit_interval_s:
+            try:
+                await watch.interaction.edit_original_response(content=text)
+                last_text, last_edit = text, now
+            except discord.HTTPException as error:
+                if not is_expired_token(error):
+                    log.warning("progress edit for job %s failed: %s", watch.job_id, error)
+        await asyncio.sleep(timings.poll_interval_s)
+
+
+async def _tell(bot: Any, watch: JobWatch, text: str) -> None:
+    """Deliver one line of text through the best route still open."""
+    token_alive = asyncio.get_running_loop().time() < _token_deadline(watch, bot.timings)
+
+    async def compose(route: Route) -> None:
+        await route.first(content=text)
+    await deliver(compose, _routes(bot, watch, token_alive=token_alive))
+
+
+def _routes(bot: Any, watch: JobWatch, *, token_alive: bool) -> list:
+    interaction = watch.interaction
+    user = interaction.user
+    channel_id = interaction.channel_id
+
+    def via_interaction() -> Route | None:
+        return InteractionRoute(interaction) if token_alive else None
+
+    def via_channel() -> Route | None:
+        if channel_id is None or interaction.guild_id is None:
+            return None
+        channel = bot.get_channel(channel_id) or bot.get_partial_messageable(channel_id, guild_id=interaction.guild_id)
+        return ChannelRoute(channel, user)
+
+    def via_dm() -> Route | None:
+        where = f"<#{channel_id}>" if channel_id else "that channel"
+        return DirectMessageRoute(user, reason=f"I could not post in {where} (I am missing the permission to "
+                                                "send messages or attach files there), so here it is by DM.")
+
+    return [via_interaction, via_channel, via_dm]
+
+
+def _limit_for(bot: Any, watch: JobWatch, route: Route) -> int:
+    """The real upload limit of where the route posts."""
+    if isinstance(route, InteractionRoute):
+        return watch.interaction.filesize_limit
+    if isinstance(route, ChannelRoute) and watch.interaction.guild_id is not None:
+        guild = bot.get_guild(watch.interaction.guild_id)
+        if guild is not None:
+            return min(guild.filesize_limit, watch.interaction.filesize_limit)
+        return watch.interaction.filesize_limit
+    return discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+async def _finish(bot: Any, watch: JobWatch, status: Any, *, token_alive: bool) -> None:
+    if status.state != "finished":
+        error = status.error or ({"type": "CancelledError"} if status.state == "cancelled" else {})
+        if status.state == "failed" and _is_bug(error):
+            log.error("job %s failed unexpectedly: %s", watch.job_id, error)
+        await _tell(bot, watch, user_message(error, job_id=watch.job_id))
+        return
+
+    output = await asyncio.to_thread(bot.jobs.result, watch.job_id)
+    sizes = [(a.name, a.size_bytes) for a in output.artifacts]
+    cache: dict[str, bytes] = {}
+
+    async def payload(name: str) -> bytes:
+        if name not in cache:
+            cache[name] = await asyncio.to_thread(bot.jobs.fetch_artifact, watch.job_id, name)
+        return cache[name]
+
+    async def compose(route: Route) -> None:
+        plan = plan_uploads(sizes, limit_bytes=_limit_for(bot, watch, route), title=watch.title)
+        await _post_result(route, plan, output.summary, watch, payload)
+
+    await deliver(compose, _routes(bot, watch, token_alive=token_alive))
+
+
+async def _post_result(route: Route, plan: UploadPlan, summary: dict, watch: JobWatch, payload) -> None:
+    """Send the plan's messages through one route: the embed rides on the first."""
+    embed = discord.Embed(title=watch.title[:256], description=summary_line(summary)[:4000] or None,
+                          colour=RESULT_COLOUR)
+    if plan.preview is not None:
+        embed.set_image(url=f"attachment://{plan.preview.filename}")
+    warnings = [str(w) for w in summary.get("warnings", [])][:3]
+    if warnings:
+        embed.add_field(name="Notes", value="\n".join(warnings)[:1024], inline=False)
+    listed = [f"{artifact_caption(p.artifact)}: {p.filename}" for group in plan.messages for p in group]
+    if listed:
+        embed.add_field(name="Files", value="\n".join(listed)[:1024], inline=False)
+    embed.set_footer(text=f"job {watch.job_id}")
+    note = too_large_note(plan)
+    if not plan.messages:
+        await route.first(content=("Your score is ready. " + note).strip(), embed=embed)
+        return
+    for index, group in enumerate(plan.messages):
+        files = [discord.File(io.BytesIO(await payload(p.artifact)), filename=p.filename) for p in group]
+        last = index == len(plan.messages) - 1
+        if index == 0:
+            content = "Your score is ready." + (f" ({len(plan.messages)} messages)" if len(plan.messages) > 1 else "")
+            await route.first(content=(content + ("\n" + note if last and note else "")).strip(),
+                              embed=embed, files=files)
+        else:
+            await route.send(content=(f"Part {index + 1} of {len(plan.messages)}."
+                                      + ("\n" + note if last and note else "")), files=files)
