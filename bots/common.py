@@ -132,7 +132,7 @@ def progress_text(state: str, *, stage: str | None = None, percent: float | None
         return "Queued: starting shortly."
     if state == "started":
         pct = f" {int(round(percent or 0)):d}%" if percent is not None else ""
-        what = _STAGE_LABELS.get(stage or "", "Working")
+        what = STAGE_LABELS.get(stage or "", "Working")
         bar = _bar(percent)
         detail = (message or "").strip().rstrip(".…")
         # Stages often repeat their own label as the message; show it once.
@@ -146,7 +146,8 @@ def progress_text(state: str, *, stage: str | None = None, percent: float | None
     return "Failed."
 
 
-_STAGE_LABELS = {
+#: What the progress message says during each stage of a running job.
+STAGE_LABELS = {
     "starting": "Fetching your recording",
     "decode": "Reading the audio",
     "separate": "Separating instruments",
@@ -192,7 +193,7 @@ def summary_line(result: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "ARTIFACT_ORDER", "HELP_TEXT", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
+    "ARTIFACT_ORDER", "HELP_TEXT", "STAGE_LABELS", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
     "artifact_caption", "format_duration",
     "progress_text", "summary_line", "user_message",
 ]

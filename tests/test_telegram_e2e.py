@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from stemscribe.bots.common import STAGE_LABELS
+
 from helpers.telegram_fake import DEVSET_FLUTE, TOKEN, BotHarness, cut_clip, make_user, message_update
 from stemscribe.bots.common import summary_line
 from stemscribe.bots.telegram.app import build_application
@@ -66,8 +68,7 @@ def bot(redis_url):
 
 
 # How the progress message reads while a job is still going (bots.common.progress_text).
-_IN_PROGRESS = ("Got your", "Queued", "Done.", "Reading", "Separating", "Listening", "Finding", "Writing",
-                "Engraving", "Working")
+_IN_PROGRESS = ("Got your", "Queued", "Done.", "Working", *STAGE_LABELS.values())
 
 
 def final_text(chat_id: int):
@@ -113,7 +114,8 @@ def test_two_users_dm_and_group_each_get_their_own_score(worker, bot, tmp_path, 
 
     done_a = api.wait_for(final_text(ALICE["id"]), timeout_s=JOB_TIMEOUT_S)
     done_b = api.wait_for(final_text(GROUP), timeout_s=JOB_TIMEOUT_S)
-    assert done_a.startswith("Done: Solo") and done_b.startswith("Done: ")
+    assert done_a.startswith("Done: Solo"), done_a
+    assert done_b.startswith("Done: "), done_b
 
     for chat_id, source_id, ack_text, base in (
             (ALICE["id"], dm["message"]["message_id"], "Got your voice note (0:04). Fetching it…", "Banks-of-the-Bann"),
