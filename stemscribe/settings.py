@@ -32,6 +32,10 @@ class Settings:
     artifact_dir: str = "/var/lib/stemscribe/artifacts"
     artifact_ttl_s: int = 24 * 3600
     job_result_ttl_s: int = 24 * 3600
+    job_retries: int = 1                   # re-runs of a job whose worker died (SIGKILL, OOM) or hiccuped
+    worker_heartbeat_s: int = 10           # a worker silent for 3x this is presumed dead; its job is retried
+    worker_shutdown_grace_s: float = 20.0  # on SIGTERM, finish the job if it ends within this, else requeue it
+    worker_maintenance_interval_s: int = 60  # how often a worker looks for abandoned jobs and expired files
     # --- models
     models_dir: str = ""                   # demucs weights; "" = ~/.cache/stemscribe/models
     torch_threads: int = 0                 # 0 = number of CPU cores

@@ -1,0 +1,121 @@
+"""Stand-ins for worker tests: a fast fake pipeline with core's signature, test audio, settings.
+
+Exports: FakePipeline, wav_bytes, worker_settings, start_worker_process, wait_for.
+
+FakePipeline writes the contract files (tiny) and reports every stage, taking as
+long as asked, so queue behaviour (progress, cancel, SIGKILL, SIGTERM) can be
+tested in seconds. The real pipeline is used by the integration tests in
+tests/test_worker_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from stemscribe.core.progress import Stage
+
+from stemscribe.settings import Settings, load_settings
+
+_STAGES = (Stage.DECODE, Stage.TRANSCRIBE, Stage.ANALYZE, Stage.SCORE, Stage.ENGRAVE)
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class FakePipeline:
+    """Same call signature as stemscribe.core.pipeline.run; sleeps `seconds` in small steps.
+
+    Args:
+        seconds: total run time.
+        error: an exception instance to raise half-way (after progress was reported).
+        stems: also write stems/bass.opus.
+    """
+
+    def __init__(self, seconds: float = 0.2, *, error: BaseException | None = None, stems: bool = False) -> None:
+        self.seconds, self.error, self.stems = seconds, error, stems
+        self.calls: list[dict] = []
+
+    def __call__(self, inputs, out_dir, options, *, toolkit=None, limits=None, reporter=None) -> dict:
+        self.calls.append({"inputs": [Path(p) for p in inputs], "options": options})
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        steps = max(1, int(self.seconds / 0.05))
+        for i in range(steps):
+            stage = _STAGES[min(len(_STAGES) - 1, i * len(_STAGES) // steps)]
+            if reporter is not None:
+                reporter(stage, (i % max(1, steps // len(_STAGES))) / max(1, steps // len(_STAGES)), f"step {i}")
+            if self.error is not None and i >= steps // 2:
+                raise self.error
+            time.sleep(self.seconds / steps)
+        if self.error is not None:
+            raise self.error
+        summary = {"mode": "solo", "inputs": [Path(p).name for p in inputs], "bars": 2,
+                   "input_bytes": sum(Path(p).stat().st_size for p in inputs)}
+        for name in ("score.pdf", "preview.png", "score.ly", "score.musicxml", "score.mid", "notes.mid"):
+            (out_dir / name).write_bytes(f"fake {name} for {Path(inputs[0]).name}".encode())
+        if self.stems:
+            (out_dir / "stems").mkdir(exist_ok=True)
+            (out_dir / "stems" / "bass.opus").write_bytes(b"fake stem")
+        (out_dir / "result.json").write_text(json.dumps(summary))
+        return summary
+
+
+def wav_bytes(seconds: float = 1.0, *, sample_rate: int = 16000, freq_hz: float = 440.0) -> bytes:
+    """A mono 16-bit WAV of a sine tone, as bytes."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    samples = (0.5 * np.sin(2 * np.pi * freq_hz * t) * 32767).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(samples.tobytes())
+    return buf.getvalue()
+
+
+def worker_settings(redis_url: str, **overrides) -> Settings:
+    """Settings for tests: the test Redis, fast heartbeats and maintenance, generous caps."""
+    values = dict(redis_url=redis_url, worker_heartbeat_s=1, worker_maintenance_interval_s=1,
+                  worker_shutdown_grace_s=1.0, max_jobs_per_user=50, max_jobs_per_chat=50, rate_limit_jobs=500,
+                  max_queue_length=100, log_level="INFO")
+    values.update(overrides)
+    return load_settings(env={}, **values)
+
+
+def start_worker_process(redis_url: str, *, seconds: float = 0.2, burst: bool = False, log_path: Path,
+                         env_extra: dict | None = None) -> subprocess.Popen:
+    """Start tests/helpers/worker_proc.py (a real `stemscribe worker` around a FakePipeline)."""
+    env = {**os.environ, "STEMSCRIBE_REDIS_URL": redis_url, "STEMSCRIBE_WORKER_HEARTBEAT_S": "1",
+           "STEMSCRIBE_WORKER_MAINTENANCE_INTERVAL_S": "1", "STEMSCRIBE_WORKER_SHUTDOWN_GRACE_S": "1",
+           "STEMSCRIBE_LOG_FORMAT": "json", "FAKE_PIPELINE_SECONDS": str(seconds), **(env_extra or {})}
+    args = [sys.executable, str(_REPO / "tests" / "helpers" / "worker_proc.py")] + (["--burst"] if burst else [])
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=_REPO)
+    finally:
+        log.close()
+
+
+def wait_for(predicate: Callable[[], object], *, timeout_s: float = 20.0, interval_s: float = 0.05,
+             what: str = "condition"):
+    """Poll predicate until it returns something truthy; that value is returned.
+
+    Raises:
+        AssertionError: timeout_s passed first.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
