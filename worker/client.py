@@ -96,7 +96,9 @@ class JobClient:
         with tempfile.TemporaryDirectory(prefix="stemscribe-submit-") as tmp:
             paths = []
             for i, f in enumerate(files):
-                path = Path(tmp) / _safe_file_name(f.name, i)
+                # One folder per file so that messages about a file quote the name the user gave it.
+                path = Path(tmp) / str(i) / _safe_file_name(f.name, i).split("-", 1)[1]
+                path.parent.mkdir()
                 path.write_bytes(f.data)
                 paths.append(path)
             durations = limits.probe_files(paths, options, s)
@@ -104,7 +106,7 @@ class JobClient:
         job_id = secrets.token_urlsafe(18)
         limits_args = (requester.platform, str(requester.user_id), str(requester.chat_id))
         self.admission.admit(job_id, *limits_args)
-        input_names = [INPUT_PREFIX + p.name for p in paths]
+        input_names = [INPUT_PREFIX + _safe_file_name(f.name, i) for i, f in enumerate(files)]
         request = {"job_id": job_id, "inputs": input_names, "titles": [f.name for f in files],
                    "options": options.to_dict(), "requester": requester.to_dict(),
                    "duration_s": plan.duration_s, "queue": plan.queue.value}

@@ -176,7 +176,7 @@ def plan_job(durations: Sequence[float | None], options: Options, settings) -> J
 # KEYS: user slots, chat slots, user rate window, then the RQ queue lists.
 # ARGV: job id, max per user, max per chat, rate limit, window s, now, max queue length, slot ttl s
 # Returns {0, waiting} when admitted, else {1, n} user cap, {2, n} chat cap,
-# {3, n, retry_after_s} rate, {4, waiting} queue full.
+# {3, n, retry_after_s} rate, {4, waiting} queue full. A rate limit of 0 turns the window off.
 _ADMIT_LUA = """
 local now = tonumber(ARGV[6])
 local n_user = redis.call('ZCARD', KEYS[1])
@@ -186,7 +186,8 @@ if n_chat >= tonumber(ARGV[3]) then return {2, n_chat} end
 local window = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
 local n_rate = redis.call('ZCARD', KEYS[3])
-if n_rate >= tonumber(ARGV[4]) then
+local rate_limit = tonumber(ARGV[4])
+if rate_limit > 0 and n_rate >= rate_limit then
     local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
     return {3, n_rate, math.ceil(tonumber(oldest[2]) + window - now)}
 end
