@@ -233,7 +233,9 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
             tracks, verdicts = route_parts(list(stem_audio.items()), mix=mix, models=toolkit.engines,
                                            options=options, reporter=reporter)
             stem_report = [v.to_dict() for v in verdicts]
-            user_notes.extend(v.reason for v in verdicts if v.decision != "stem")
+            line = stem_summary_line(verdicts)
+            if line:
+                user_notes.append(line)
         elif mode is Mode.MULTITRACK:
             from .routing import route_parts
 
@@ -336,6 +338,22 @@ def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, ins
     if profile.keyboard_like:
         return Mode.SOLO, "it sounds like one keyboard instrument playing chords"
     return Mode.PIANO, "several instruments play together, so they're reduced to a grand staff"
+
+
+def stem_summary_line(verdicts: Sequence[Any]) -> str:
+    """One chat line on the artifact guard's decisions ("" when every stem was used as is).
+
+    e.g. "Separation: guitar written from the full mix (its stem was unreliable); bass left out (silent)."
+    """
+    from_mix = [v.name for v in verdicts if v.decision == "mix"]
+    dropped = [v.name for v in verdicts if v.decision == "dropped"]
+    bits = []
+    if from_mix:
+        verb = "its stem was" if len(from_mix) == 1 else "their stems were"
+        bits.append(f"{', '.join(from_mix)} written from the full mix ({verb} unreliable)")
+    if dropped:
+        bits.append(f"{', '.join(dropped)} left out (silent)")
+    return ("Separation: " + "; ".join(bits) + ".") if bits else ""
 
 
 def _transcribe_single(mix: Audio, mode: Mode, instrument: Instrument | None, options: Options,

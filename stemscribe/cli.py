@@ -173,7 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit code: 0 ok, 2 user error (bad input or options), 1 bug.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Files and key:value option words may come before or after the flags
+    # (`transcribe song.ogg --out x mode:piano`); argparse alone stops at the flags.
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if not hasattr(args, "inputs") or any(e.startswith("-") for e in extras):
+            parser.error("unrecognized arguments: " + " ".join(extras))
+        args.inputs = list(args.inputs) + extras
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
