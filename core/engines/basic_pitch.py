@@ -1,0 +1,281 @@
+"""basic-pitch (Spotify, ICASSP 2022) on onnxruntime, tuned per instrument.
+
+Exports: BasicPitchEngine, BasicPitchParams, params_for, model_path.
+
+The bundled ``nmp.onnx`` runs directly on in-memory audio: no files, no MIDI (the
+package's MIDI is always 120 bpm; we only want seconds). Windows of 2 s overlap
+so that their kept centres tile the signal exactly, and are batched through one
+InferenceSession per engine. Notes are decoded with basic-pitch's own
+``output_to_notes_polyphonic``; for monophonic instruments a clean-up keeps one
+note at a time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..instruments import Instrument
+from ..notes import Note
+from .base import ProgressFn, clamp_velocity, report_progress, resample_mono, sort_notes
+
+#: Sample rate the model was trained at.
+MODEL_SAMPLE_RATE_HZ = 22050
+#: Model hop between output frames, in samples.
+FRAME_HOP_SAMPLES = 256
+#: Samples per model input window (2 s minus one hop).
+WINDOW_SAMPLES = 2 * MODEL_SAMPLE_RATE_HZ - FRAME_HOP_SAMPLES
+#: Output frames per window.
+WINDOW_FRAMES = 172
+#: Output frames dropped at each window edge (context the model sees only one side of).
+EDGE_FRAMES = 15
+#: Kept frames per window; windows advance by exactly this many hops.
+KEPT_FRAMES = WINDOW_FRAMES - 2 * EDGE_FRAMES
+#: Windows fed to onnxruntime per call.
+BATCH_WINDOWS = 8
+#: Lowest MIDI pitch of the model's 88 note bins.
+MODEL_LOWEST_PITCH = 21
+
+_ONNX_INPUT = "serving_default_input_2:0"
+_ONNX_OUTPUTS = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2")  # note frames, onsets
+
+
+def model_path() -> Path:
+    """Path of basic-pitch's bundled ``nmp.onnx`` (found without importing the package).
+
+    Raises:
+        ModuleNotFoundError: basic-pitch is not installed.
+        FileNotFoundError: the package has no ONNX model.
+    """
+    spec = importlib.util.find_spec("basic_pitch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("basic-pitch is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "saved_models" / "icassp_2022" / "nmp.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"basic-pitch ONNX model missing: {path}")
+    return path
+
+
+def _note_creation():
+    """Import basic_pitch.note_creation without letting the package configure logging.
+
+    basic_pitch/__init__ calls ``logging.warning`` for each optional backend it
+    lacks (TensorFlow, CoreML, TFLite); on an unconfigured root logger that would
+    install a stderr handler behind the application's back.
+    """
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    added = not root.handlers
+    if added:
+        root.addHandler(guard)
+    try:
+        from basic_pitch import note_creation
+    finally:
+        if added:
+            root.removeHandler(guard)
+    return note_creation
+
+
+@dataclass(frozen=True, slots=True)
+class BasicPitchParams:
+    """Decoding settings for one kind of material.
+
+    onset_threshold / frame_threshold: model activations (0..1) that start / sustain a note.
+    min_note_s: shorter notes are dropped.
+    low / high: MIDI pitch range kept.
+    melodia: basic-pitch's "melodia trick" (extra notes from sustained frame energy).
+    monophonic: keep one note at a time (melody instruments).
+    """
+
+    onset_threshold: float = 0.6
+    frame_threshold: float = 0.5
+    min_note_s: float = 0.058
+    low: int = 21
+    high: int = 108
+    melodia: bool = True
+    monophonic: bool = False
+
+
+#: Per instrument family; tuned on the dev set's solo clips and perfect stems
+#: (tests/helpers/engines_eval.py). A grid over onset 0.4..0.8, frame 0.3..0.5,
+#: min length 58..130 ms and melodia on/off gave one setting best on the mean
+#: (note F1 0.86 vs 0.67 with basic-pitch's own 0.5 / 0.3 / 128 ms). Per family,
+#: only bowed strings gained clearly from their own (onset 0.7: 0.747 -> 0.784 over
+#: six string parts, every violin part better); a family gets an entry here only
+#: when it measures better by more than 0.02.
+_FAMILY_PARAMS: dict[str, BasicPitchParams] = {
+    "default": BasicPitchParams(),
+    "strings": BasicPitchParams(onset_threshold=0.7),
+}
+
+
+def params_for(instrument: Instrument | None) -> BasicPitchParams:
+    """Decoding settings for ``instrument`` (generic ones when None).
+
+    Args:
+        instrument: the instrument playing, or None for unknown material.
+
+    Returns:
+        BasicPitchParams with the instrument's range and polyphony applied.
+    """
+    if instrument is None:
+        return _FAMILY_PARAMS["default"]
+    base = _FAMILY_PARAMS.get(instrument.family, _FAMILY_PARAMS["default"])
+    # Bowed strings play double stops, so one-note-at-a-time costs them more than it saves.
+    monophonic = not instrument.polyphonic and instrument.family != "strings"
+    return replace(base, low=max(21, instrument.low), high=min(108, instrument.high), monophonic=monophonic)
+
+
+class BasicPitchEngine:
+    """basic-pitch on onnxruntime; one session, shared by every call.
+
+    Args:
+        threads: onnxruntime intra-op threads (0 = onnxruntime's default).
+        path: ONNX file; defaults to basic-pitch's bundled model.
+
+    Raises:
+        ModuleNotFoundError / FileNotFoundError: basic-pitch or its model is missing.
+    """
+
+    name = "basic-pitch"
+
+    def __init__(self, *, threads: int = 0, path: Path | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(0, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path or model_path()), sess_options=opts,
+                                             providers=["CPUExecutionProvider"])
+        self._nc = _note_creation()
+        # onnxruntime sessions are thread-safe, but two jobs would just fight over cores.
+        self._lock = threading.Lock()
+
+    def activations(self, samples_mono: np.ndarray, sample_rate: int,
+                    progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model; frame i of the result is centred at i * 256 / 22050 s.
+
+        Args:
+            samples_mono: float32 mono audio.
+            sample_rate: its rate in Hz.
+            progress: fraction-done callback.
+
+        Returns:
+            (frames, onsets), each float32 of shape (n_frames, 88), pitch 21 first.
+        """
+        x = resample_mono(samples_mono, sample_rate, MODEL_SAMPLE_RATE_HZ)
+        n_frames = int(np.ceil(len(x) / FRAME_HOP_SAMPLES))
+        hop = KEPT_FRAMES * FRAME_HOP_SAMPLES
+        n_windows = max(1, int(np.ceil(n_frames / KEPT_FRAMES)))
+        # Lead padding puts kept frame 0 of window 0 at time 0.
+        lead = EDGE_FRAMES * FRAME_HOP_SAMPLES
+        padded = np.zeros(lead + n_windows * hop + WINDOW_SAMPLES, dtype=np.float32)
+        padded[lead:lead + len(x)] = x
+        windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW_SAMPLES)[::hop][:n_windows]
+        frames, onsets = [], []
+        with self._lock:
+            for b in range(0, n_windows, BATCH_WINDOWS):
+                batch = np.ascontiguousarray(windows[b:b + BATCH_WINDOWS])[..., None]
+                note_out, onset_out = self._session.run(list(_ONNX_OUTPUTS), {_ONNX_INPUT: batch})
+                frames.append(note_out[:, EDGE_FRAMES:EDGE_FRAMES + KEPT_FRAMES])
+                onsets.append(onset_out[:, EDGE_FRAMES:EDGE_FRAMES + KEPT_FRAMES])
+                report_progress(progress, 0.9 * min(n_windows, b + BATCH_WINDOWS) / n_windows)
+        frames_all = np.concatenate(frames).reshape(-1, 88)[:n_frames]
+        onsets_all = np.concatenate(onsets).reshape(-1, 88)[:n_frames]
+        return frames_all, onsets_all
+
+    def transcribe(
+        self,
+        samples_mono: np.ndarray,
+        sample_rate: int,
+        *,
+        instrument: Instrument | None = None,
+        progress: ProgressFn | None = None,
+        params: BasicPitchParams | None = None,
+    ) -> list[Note]:
+        """Transcribe pitched notes.
+
+        Args:
+            samples_mono: float32 mono audio.
+            sample_rate: its rate in Hz.
+            instrument: tunes range, thresholds and monophony (see params_for).
+            progress: fraction-done callback.
+            params: explicit decoding settings (overrides ``instrument``'s).
+
+        Returns:
+            Notes in seconds of the input, sorted by start.
+        """
+        p = params or params_for(instrument)
+        frames, onsets = self.activations(samples_mono, sample_rate, progress)
+        notes = self.decode(frames, onsets, p)
+        report_progress(progress, 1.0)
+        return notes
+
+    def decode(self, frames: np.ndarray, onsets: np.ndarray, p: BasicPitchParams) -> list[Note]:
+        """Turn model activations into notes with basic-pitch's polyphonic decoder.
+
+        Args:
+            frames, onsets: from activations().
+            p: decoding settings.
+
+        Returns:
+            Notes sorted by start.
+        """
+        if frames.shape[0] < 3:
+            return []
+        fps = MODEL_SAMPLE_RATE_HZ / FRAME_HOP_SAMPLES
+        min_len = max(1, int(round(p.min_note_s * fps)))
+        events = self._nc.output_to_notes_polyphonic(
+            frames, onsets, onset_thresh=p.onset_threshold, frame_thresh=p.frame_threshold,
+            min_note_len=min_len, infer_onsets=True,
+            max_freq=float(440.0 * 2 ** ((p.high + 0.5 - 69) / 12)),
+            min_freq=float(440.0 * 2 ** ((p.low - 0.5 - 69) / 12)),
+            melodia_trick=p.melodia)
+        notes = [Note(start_s=s / fps, end_s=e / fps, pitch=int(pitch),
+                      velocity=clamp_velocity(127 * float(amp)))
+                 for s, e, pitch, amp in events if p.low <= pitch <= p.high]
+        notes = sort_notes(notes)
+        if p.monophonic:
+            notes = monophonic_cleanup(notes)
+        return notes
+
+
+def monophonic_cleanup(notes: list[Note], *, chord_window_s: float = 0.05,
+                       ghost_ratio: float = 0.6) -> list[Note]:
+    """Keep one note sounding at a time (melody instruments).
+
+    Onsets closer than ``chord_window_s`` are one attack: the loudest note wins
+    (the others are octave or harmonic ghosts). A later note that starts inside a
+    louder one and is quieter than ``ghost_ratio`` times it, ending before it, is
+    a ghost too. Otherwise a new note cuts the previous one off.
+
+    Args:
+        notes: sorted by start.
+        chord_window_s: onsets this close count as simultaneous.
+        ghost_ratio: velocity ratio under which a contained note is dropped.
+
+    Returns:
+        Notes sorted by start, no two overlapping.
+    """
+    kept: list[Note] = []
+    for n in notes:
+        if not kept or n.start_s >= kept[-1].end_s:
+            kept.append(n)
+            continue
+        cur = kept[-1]
+        if n.start_s - cur.start_s < chord_window_s:
+            if n.velocity > cur.velocity:
+                kept[-1] = n
+            continue
+        if n.velocity < ghost_ratio * cur.velocity and n.end_s <= cur.end_s + chord_window_s:
+            continue
+        kept[-1] = replace(cur, end_s=n.start_s)
+        kept.append(n)
+    return kept

@@ -1,0 +1,244 @@
+"""transkun (Yan & Duan, piano transcription with a neural semi-CRF) on CPU, without torchaudio.
+
+Exports: TranskunEngine, TranskunSettings, load_transkun_model.
+
+transkun's pip metadata pulls torchaudio, tensorboard, seaborn and training extras;
+the way this module uses it, it needs only torch, numpy, scipy, pretty_midi (with
+mido) and mir_eval (imported by its Data/Evaluation modules) plus its own
+checkpoint; moduleconf and ncls are not used (the config is read as JSON here,
+ncls only serves training). torchaudio is used once, to build the mel filterbank
+buffer while constructing the model; that buffer is in the checkpoint as well, so
+a small stand-in module (HTK mel filters, same formula) serves the constructor and
+the checkpoint's values then overwrite it.
+
+Speed (dev set, 2 cores): transkun's default 16 s segments advancing by 8 s process
+each second of audio twice, plus 8 s of silence at each end. Advancing by 14 s
+keeps 2 s of overlap for its boundary-state hand-over and halves the work at the
+same accuracy (note F1 03: 1.000 -> 0.998, 05: 0.758 -> 0.749, 10: see README).
+Longer segments break the model (24 s / 20 s: F1 0.63 on 03), and int8 dynamic
+quantization of the Linear layers costs F1 (0.80 on 03) without a speed-up on
+AVX2 CPUs, so neither is used. Inference runs under torch.inference_mode with the
+cache's thread count.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import threading
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..instruments import Instrument
+from ..notes import Note
+from .base import ProgressFn, clamp_velocity, report_progress, resample_mono, sort_notes
+
+#: Lowest and highest piano keys transkun predicts.
+PIANO_LOW = 21
+PIANO_HIGH = 108
+
+_BUILD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class TranskunSettings:
+    """How audio is cut for the model.
+
+    segment_s: audio per model call (the model sees this much context).
+    hop_s: advance between calls; segment_s - hop_s is re-processed as overlap.
+    """
+
+    segment_s: float = 16.0
+    hop_s: float = 14.0
+
+
+def _package_dir() -> Path:
+    spec = importlib.util.find_spec("transkun")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("transkun is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int):
+    """Triangular HTK-mel filters, shape (n_freqs, n_mels), unnormalised (torchaudio's defaults)."""
+    import torch
+
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+    fft_freqs = np.linspace(0, sample_rate / 2, n_freqs)
+    mel_points = np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2)
+    hz_points = 700.0 * (10 ** (mel_points / 2595.0) - 1.0)
+    diffs = np.diff(hz_points)
+    slopes = hz_points[None, :] - fft_freqs[:, None]
+    down = -slopes[:, :-2] / diffs[:-1]
+    up = slopes[:, 2:] / diffs[1:]
+    return torch.from_numpy(np.maximum(0.0, np.minimum(down, up)).astype(np.float32))
+
+
+def _torchaudio_stand_in() -> types.ModuleType:
+    module = types.ModuleType("torchaudio")
+    functional = types.ModuleType("torchaudio.functional")
+
+    def melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate, norm=None, mel_scale="htk"):
+        if norm is not None or mel_scale != "htk":
+            raise NotImplementedError("only HTK mel filters without norm are provided")
+        return _mel_filterbank(n_freqs, f_min, f_max, n_mels, sample_rate)
+
+    functional.melscale_fbanks = melscale_fbanks
+    module.functional = functional
+    return module
+
+
+def load_transkun_model(*, weights: Path | None = None, conf: Path | None = None):
+    """Build transkun's model and load its bundled (or given) piano checkpoint.
+
+    Args:
+        weights: checkpoint file (default: transkun/pretrained/2.0.pt).
+        conf: model config JSON (default: transkun/pretrained/2.0.conf).
+
+    Returns:
+        The TransKun torch module in eval mode on the CPU.
+
+    Raises:
+        ModuleNotFoundError: transkun is not installed.
+        RuntimeError: the checkpoint does not match the model.
+    """
+    import torch
+
+    pkg = _package_dir()
+    weights = weights or pkg / "pretrained" / "2.0.pt"
+    conf = conf or pkg / "pretrained" / "2.0.conf"
+    model_conf = json.loads(Path(conf).read_text())["Model"]
+    from transkun import ModelTransformer
+
+    config = ModelTransformer.Config()
+    config.__dict__.update(model_conf["config"])
+    with _BUILD_LOCK:
+        # Only the constructor imports torchaudio. Unless a real one is already loaded,
+        # give it the stand-in, then put back whatever was there (nothing, or a None
+        # entry that blocks the import) so no other code mistakes it for the library.
+        had_entry = "torchaudio" in sys.modules
+        previous = sys.modules.get("torchaudio")
+        if previous is None:
+            sys.modules["torchaudio"] = _torchaudio_stand_in()
+        try:
+            model = ModelTransformer.TransKun(conf=config)
+        finally:
+            if previous is None:
+                if had_entry:
+                    sys.modules["torchaudio"] = previous
+                else:
+                    sys.modules.pop("torchaudio", None)
+    checkpoint = torch.load(str(weights), map_location="cpu", weights_only=False)
+    state = checkpoint.get("best_state_dict", checkpoint.get("state_dict"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise RuntimeError(f"transkun checkpoint lacks {len(missing)} tensors, e.g. {missing[:3]}")
+    model.eval()
+    return model
+
+
+class TranskunEngine:
+    """Piano transcription with transkun; the model is loaded once per instance.
+
+    Args:
+        threads: torch intra-op threads while transcribing (0 = leave torch's setting).
+        settings: how audio is segmented (defaults are the measured best).
+
+    Raises:
+        ModuleNotFoundError: transkun is not installed.
+    """
+
+    name = "transkun"
+
+    def __init__(self, *, threads: int = 0, settings: TranskunSettings | None = None) -> None:
+        self.settings = settings or TranskunSettings()
+        self.threads = max(0, int(threads))
+        model = load_transkun_model()
+        self._model = model
+        self._lock = threading.Lock()
+        # transkun wraps its layers in torch.utils.checkpoint, which warns on every call
+        # when nothing requires grad (the normal case for inference) and about its
+        # use_reentrant default; neither concerns inference.
+        warnings.filterwarnings("ignore", message="None of the inputs have requires_grad",
+                                category=UserWarning)
+        warnings.filterwarnings("ignore", message="torch.utils.checkpoint: the use_reentrant",
+                                category=UserWarning)
+
+    @property
+    def sample_rate(self) -> int:
+        """Sample rate the model expects (44.1 kHz)."""
+        return int(self._model.fs)
+
+    def transcribe(
+        self,
+        samples_mono: np.ndarray,
+        sample_rate: int,
+        *,
+        instrument: Instrument | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[Note]:
+        """Transcribe piano (or other keyboard) audio.
+
+        Args:
+            samples_mono: float32 mono audio.
+            sample_rate: its rate in Hz.
+            instrument: keeps notes inside its range when given.
+            progress: fraction-done callback, called once per segment.
+
+        Returns:
+            Notes in seconds of the input, sorted by start; pedal events are dropped.
+        """
+        import torch
+
+        x = resample_mono(samples_mono, sample_rate, self.sample_rate)
+        low = max(PIANO_LOW, instrument.low) if instrument else PIANO_LOW
+        high = min(PIANO_HIGH, instrument.high) if instrument else PIANO_HIGH
+        duration = len(x) / self.sample_rate
+        if duration < 0.05:
+            return []
+        with self._lock, torch.inference_mode():
+            previous = torch.get_num_threads()
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            try:
+                events = self._run(torch.from_numpy(x)[:, None], progress)
+            finally:
+                torch.set_num_threads(previous)
+        notes = [Note(start_s=float(e.start), end_s=float(max(e.end, e.start + 1e-3)), pitch=int(e.pitch),
+                      velocity=clamp_velocity(e.velocity))
+                 for e in events if low <= e.pitch <= high and e.start < duration]
+        report_progress(progress, 1.0)
+        return sort_notes(notes)
+
+    def _run(self, x, progress: ProgressFn | None):
+        s = self.settings
+        # The same segment count transkun's loop will walk (it pads both ends).
+        step = math.ceil(s.hop_s * self.sample_rate / self._model.hopSize) * self._model.hopSize
+        pad = math.ceil((s.segment_s - s.hop_s) * self.sample_rate)
+        n_segments = max(1, math.ceil((x.shape[0] + 2 * pad) / step))
+        calls = 0
+        original = self._model.transcribeFrames
+
+        def counted(*args, **kwargs):
+            nonlocal calls
+            result = original(*args, **kwargs)
+            calls += 1
+            report_progress(progress, 0.95 * calls / n_segments)
+            return result
+
+        # transcribe() walks the segments itself; wrapping transcribeFrames on the instance
+        # (under our lock) is how we see each one finish without copying its loop.
+        self._model.transcribeFrames = counted
+        try:
+            return self._model.transcribe(x, stepInSecond=s.hop_s, segmentSizeInSecond=s.segment_s,
+                                          discardSecondHalf=False)
+        finally:
+            del self._model.transcribeFrames
