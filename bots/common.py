@@ -1,7 +1,8 @@
 """Wording shared by both chat front ends: errors, progress, summaries, help.
 
 Exports: user_message, summary_line, progress_text, format_duration, HELP_TEXT,
-OPTIONS_HELP, MODE_DESCRIPTIONS, ARTIFACT_ORDER, artifact_caption.
+OPTIONS_HELP, MODE_DESCRIPTIONS, ARTIFACT_ORDER, artifact_caption, has_option_words,
+caption_options.
 
 One place maps every error to what the user reads, so Discord and Telegram say
 the same thing. UserError messages are shown as they are (plus their hint);
@@ -11,16 +12,18 @@ anything else is a bug and gets an apology that quotes the job id.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Mapping
 
 from stemscribe.core.errors import (
     CancelledError,
     LimitError,
+    OptionsError,
     StemscribeError,
     TransientError,
     UserError,
 )
-from stemscribe.core.options import OPTION_KEYS
+from stemscribe.core.options import OPTION_KEYS, Options, options_from_pairs, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,48 @@ def artifact_caption(name: str) -> str:
     if name.startswith("stems/"):
         return f"Stem: {name.split('/', 1)[1].rsplit('.', 1)[0]}"
     return _CAPTIONS.get(name, name)
+
+
+_OPTION_WORD = re.compile(r"^([A-Za-z_\-]+)[:=](.*)$", re.S)
+
+
+def has_option_words(text: str | None) -> bool:
+    """Whether chat text holds at least one key:value (or key=value) word, i.e. is meant as options.
+
+    A word counts when something follows the colon ("mode:piano", 'title:"My', "tempi:90"),
+    or when it is an option word even without a value ("mode:"); "Tonight:" alone does not.
+    """
+    for word in (text or "").split():
+        m = _OPTION_WORD.match(word)
+        if m and (m.group(2) or m.group(1).lower() in OPTION_KEYS):
+            return True
+    return False
+
+
+def caption_options(text: str | None, *, base: Options | None = None,
+                    title_fallback: bool = False) -> tuple[Options, str | None]:
+    """Options from the text sent with a recording.
+
+    Args:
+        text: the caption (bot mentions already removed).
+        base: options to start from (saved defaults).
+        title_fallback: a caption without a single key:value word is the score's title
+            instead (private chats: "my song for tonight"); with one, parsing is strict.
+
+    Returns:
+        (options, the caption when it became the title, else None).
+
+    Raises:
+        OptionsError: bad option words, or a title-caption that is too long or unusable.
+    """
+    if title_fallback and text and text.strip() and not has_option_words(text):
+        try:
+            options = options_from_pairs({"title": text}, base=base)
+        except OptionsError as error:
+            raise OptionsError(f"I took your caption as the score's title, but the {error.message[0].lower()}"
+                               f"{error.message[1:]}", hint=error.hint) from None
+        return options, options.title
+    return parse_options(text, base=base), None
 
 
 def format_duration(seconds: float) -> str:
@@ -194,6 +239,6 @@ def summary_line(result: Mapping[str, Any]) -> str:
 
 __all__ = [
     "ARTIFACT_ORDER", "HELP_TEXT", "STAGE_LABELS", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
-    "artifact_caption", "format_duration",
+    "artifact_caption", "caption_options", "format_duration", "has_option_words",
     "progress_text", "summary_line", "user_message",
 ]

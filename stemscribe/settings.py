@@ -36,6 +36,8 @@ class Settings:
     worker_heartbeat_s: int = 10           # a worker silent for 3x this is presumed dead; its job is retried
     worker_shutdown_grace_s: float = 20.0  # on SIGTERM, finish the job if it ends within this, else requeue it
     worker_maintenance_interval_s: int = 60  # how often a worker looks for abandoned jobs and expired files
+    delivery_lease_s: float = 60.0         # a bot's hold on delivering a job; a dead bot's jobs move on after this
+    delivery_sweep_s: float = 30.0         # how often a running bot looks for undelivered jobs nobody holds
     # --- models
     models_dir: str = ""                   # demucs weights; "" = ~/.cache/stemscribe/models
     torch_threads: int = 0                 # 0 = number of CPU cores

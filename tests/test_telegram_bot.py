@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from rq.job import Job
 
 from helpers.telegram_fake import (
     BOT_USERNAME,
@@ -26,7 +27,7 @@ from helpers.telegram_fake import (
 )
 from stemscribe.bots.telegram.app import build_application
 from stemscribe.settings import load_settings
-from stemscribe.worker.client import JobClient
+from stemscribe.worker.client import JobClient, Requester
 
 DEVSET = Path(__file__).resolve().parents[1].parent / "shared" / "devset"
 ALICE, BOB = make_user(111, "Alice"), make_user(222, "Bob")
@@ -136,12 +137,39 @@ def test_bad_option_words(start_bot, clip):
     api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], caption="mode:pianno", voice=voice(api, clip)))
     refusal = api.wait_for(last_text_containing("mode", ALICE["id"]))
     assert refusal == "'pianno' is not a valid mode. Did you mean piano?"
-    api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], caption="my song", voice=voice(api, clip)))
+    # One key:value word makes the whole caption options, parsed strictly.
+    api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], caption="my song mode:piano",
+                                   voice=voice(api, clip)))
     text = api.wait_for(last_text_containing("understand", ALICE["id"]))
     assert text.startswith("I don't understand 'my'. Options look like key:value")
     api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], caption="tempo:1000", voice=voice(api, clip)))
     api.wait_for(last_text_containing("A tempo of 1000 is out of range.", ALICE["id"]))
+    # A caption that would be a title but is too long says why it was read as a title.
+    api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], caption="la " * 50, voice=voice(api, clip)))
+    text = api.wait_for(last_text_containing("caption as the score", ALICE["id"]))
+    assert text == ("I took your caption as the score's title, but the title is too long (149 characters). "
+                    "Keep it under 120.")
     assert not api.calls_of("getFile")
+
+
+def test_private_caption_without_option_words_is_the_title(start_bot, clip, redis_url):
+    bot = start_bot()
+    api = bot.api
+    api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], caption="my song for tonight: don't laugh",
+                                   voice=voice(api, clip)))
+    ack = api.wait_for(last_text_containing("Got your", ALICE["id"]))
+    assert ack == ('Got your voice note (0:03). I\'ll title the score "my song for tonight: don\'t laugh" '
+                   "(options go as key:value words, e.g. mode:piano). Fetching it…")
+    api.wait_for(last_text_containing("Queued", ALICE["id"]))
+    client = JobClient(load_settings(env={}, redis_url=redis_url))
+    [job] = client.jobs_for(Requester("telegram", str(ALICE["id"]), str(ALICE["id"])))
+    request = Job.fetch(job.job_id, connection=client.redis).args[0]
+    assert request["options"]["title"] == "my song for tonight: don't laugh"
+    assert job.requester.reply["base_name"] == "my-song-for-tonight-don-t-laugh"
+    # In a group the caption must address the bot, and what follows is options, parsed strictly.
+    api.push_update(message_update(user=ALICE, chat_id=GROUP, caption=f"@{BOT_USERNAME} my song",
+                                   voice=voice(api, clip)))
+    assert api.wait_for(last_text_containing("understand", GROUP)).startswith("I don't understand 'my'.")
 
 
 def test_group_etiquette(start_bot, clip):

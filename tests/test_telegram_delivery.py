@@ -33,6 +33,10 @@ class Shelf:
         self.fetched.append(name)
         return self.files[name]
 
+    def undelivered(self, platform: str) -> list:
+        """No job is waiting for delivery (the bot asks at startup)."""
+        return []
+
     def output(self) -> JobOutput:
         return JobOutput(summary=SUMMARY, artifacts=[Artifact(n, "file", len(d)) for n, d in self.files.items()])
 

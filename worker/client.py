@@ -7,6 +7,10 @@ Synchronous (bots call it through ``asyncio.to_thread``). Every method that talk
 to Redis raises TransientError when Redis is unreachable for more than a few
 seconds, never a raw redis exception, so a Redis restart does not crash a bot.
 
+Delivery: a bot passes ``delivered_by`` (its instance id) to submit, follows the
+job, then calls mark_delivered; after a restart it resumes what undelivered()
+lists and claim_delivery() grants it (see worker.deliveries).
+
 Access: job ids are 24 random URL-safe characters (144 bits), so a job id is a
 capability; methods that take an optional ``requester`` additionally refuse jobs
 of someone else (answering JobNotFoundError, as if the id did not exist).
@@ -34,6 +38,7 @@ from stemscribe.core.options import Options, options_from_pairs
 
 from . import limits
 from .artifacts import INPUT_PREFIX, artifact_kind, open_store
+from .deliveries import DeliveryBook
 from .queues import (JOB_FUNC, cancel_key, connect, defaults_key, history_key, make_queues, queue_name,
                      transient)
 from .records import Artifact, InputFile, JobOutput, JobStatus, Requester, Submission
@@ -71,17 +76,23 @@ class JobClient:
         self.store = open_store(settings, self.redis)
         self.queues = {q.name: q for q in make_queues(settings, self.redis)}
         self.admission = limits.Admission(self.redis, settings, [q.key for q in self.queues.values()])
+        self.deliveries = DeliveryBook(self.redis, prefix=settings.queue_prefix, lease_s=settings.delivery_lease_s,
+                                       retention_s=settings.job_result_ttl_s)
 
     # ------------------------------------------------------------------ submit
 
     @transient
-    def submit(self, files: list[InputFile], options: Options, requester: Requester) -> Submission:
+    def submit(self, files: list[InputFile], options: Options, requester: Requester, *,
+               delivered_by: str | None = None) -> Submission:
         """Check, store and enqueue one transcription job.
 
         Args:
             files: the recording(s); several only with mode:multitrack.
             options: validated options.
             requester: who asked; only they may cancel or read the job.
+            delivered_by: the bot instance that will post the outcome; the job is then
+                booked as undelivered for requester.platform, leased to that instance,
+                until mark_delivered.
 
         Returns:
             Submission(job_id, position) with position 1 = next to start.
@@ -111,6 +122,11 @@ class JobClient:
                    "options": options.to_dict(), "requester": requester.to_dict(),
                    "duration_s": plan.duration_s, "queue": plan.queue.value}
         try:
+            if delivered_by:
+                # Booked before it is queued, so no crash can leave a queued job that nobody will deliver.
+                with self.redis.pipeline() as pipe:
+                    self.deliveries.record(pipe, requester.platform, job_id, delivered_by)
+                    pipe.execute()
             for name, f in zip(input_names, files):
                 self.store.put(job_id, name, f.data, ttl_s=s.artifact_ttl_s)
             queue = self.queues[queue_name(s.queue_prefix, plan.queue)]
@@ -123,6 +139,8 @@ class JobClient:
         except BaseException:
             self.admission.release(job_id, *limits_args)
             self.store.delete(job_id)
+            if delivered_by:
+                self.deliveries.forget(requester.platform, job_id)
             raise
         key = history_key(s.queue_prefix, requester.platform, str(requester.user_id))
         with self.redis.pipeline() as pipe:
@@ -322,6 +340,62 @@ class JobClient:
                 self.admission.release(job_id, owner.platform, owner.user_id, owner.chat_id)
                 self.store.delete(job_id)
         return True
+
+    # ------------------------------------------------------------------ delivery
+
+    @transient
+    def undelivered(self, platform: str) -> list[JobStatus]:
+        """The platform's jobs whose outcome has not been posted yet, oldest first.
+
+        Each status carries the requester with the reply address the bot stored at
+        submit. Jobs that no longer exist are dropped from the book on the way.
+
+        Raises:
+            TransientError: Redis is unreachable.
+        """
+        ids = self.deliveries.pending(platform)
+        out = []
+        for job_id, job in zip(ids, Job.fetch_many(ids, connection=self.redis)):
+            if job is None:
+                self.deliveries.forget(platform, job_id)
+            else:
+                out.append(self._status_of(job))
+        return out
+
+    @transient
+    def claim_delivery(self, job_id: str, platform: str, owner: str) -> bool:
+        """Take over delivering an undelivered job nobody holds (one instance wins).
+
+        Returns:
+            True if owner now holds it; False if another instance (or owner itself)
+            holds it already, or it was delivered.
+
+        Raises:
+            TransientError: Redis is unreachable.
+        """
+        return self.deliveries.claim(platform, job_id, owner)
+
+    @transient
+    def renew_delivery(self, job_id: str, platform: str, owner: str) -> bool:
+        """Keep owner's hold on delivering a job; False when another instance has taken it over."""
+        return self.deliveries.renew(platform, job_id, owner)
+
+    @transient
+    def release_delivery(self, job_id: str, owner: str) -> None:
+        """Give up delivering a job (bot shutting down); the next instance resumes it."""
+        self.deliveries.release(job_id, owner)
+
+    @transient
+    def mark_delivered(self, job_id: str, platform: str, owner: str) -> bool:
+        """Record that the job's outcome reached the chat; it is never resumed again.
+
+        Returns:
+            False (and nothing changed) when another instance holds the job.
+
+        Raises:
+            TransientError: Redis is unreachable.
+        """
+        return self.deliveries.done(platform, job_id, owner)
 
     # ------------------------------------------------------------------ defaults
 

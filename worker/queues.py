@@ -1,7 +1,7 @@
 """Redis connection, queue names and key names shared by the client and the workers.
 
 Exports: connect, queue_name, queue_names, make_queues, cancel_key, history_key,
-defaults_key, JOB_FUNC, META_FIELDS, transient.
+defaults_key, undelivered_key, delivery_lease_key, JOB_FUNC, META_FIELDS, transient.
 
 Every key starts with ``settings.queue_prefix`` so several deployments can share
 one Redis. RQ's own keys (``rq:job:<id>``, ``rq:queue:<name>``) hold the jobs.
@@ -101,3 +101,13 @@ def history_key(prefix: str, platform: str, user_id: str) -> str:
 def defaults_key(prefix: str, scope: str) -> str:
     """Hash of saved option defaults for a scope such as 'telegram:user:42'."""
     return f"{prefix}:defaults:{scope}"
+
+
+def undelivered_key(prefix: str, platform: str) -> str:
+    """Sorted set of a platform's job ids whose outcome has not reached the chat yet (score: submit time)."""
+    return f"{prefix}:undelivered:{platform}"
+
+
+def delivery_lease_key(prefix: str, job_id: str) -> str:
+    """Which bot instance is delivering a job (value: its owner id; expires unless renewed)."""
+    return f"{prefix}:delivering:{job_id}"

@@ -7,6 +7,10 @@ The bot only needs the guilds intent: slash commands and context menus carry
 their own data (attachments included), so no message-content or members intent
 is requested. Dependencies (settings, the job client, timings) are passed in,
 so tests can run the real client against a local fake Discord.
+
+Once connected, the bot resumes every Discord job not delivered yet (left by a
+previous process, or by a crashed instance once its lease lapsed) and looks for
+more every ``settings.delivery_sweep_s``; see stemscribe.bots.deliveries.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 
 from stemscribe.bots.common import user_message
+from stemscribe.bots.deliveries import Deliveries
 from stemscribe.core.errors import StemscribeError
 from stemscribe.settings import Settings
 
-from .watch import JobWatch, Timings, watch_job
+from .watch import JobWatch, Timings, resumed_watch, watch_job
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +117,10 @@ class StemscribeBot(commands.Bot):
         self.settings = settings
         self.jobs = jobs
         self.sync_dev_guild = sync_dev_guild
+        self.deliveries = Deliveries(jobs, "discord", lease_s=settings.delivery_lease_s,
+                                     sweep_s=settings.delivery_sweep_s) if jobs is not None else None
         self._watches: set[asyncio.Task] = set()
+        self._resumer: asyncio.Task | None = None
 
     async def setup_hook(self) -> None:
         """Load the commands; in development also sync them to the dev guild at once."""
@@ -126,12 +134,23 @@ class StemscribeBot(commands.Bot):
             log.info("synced %d commands to development guild %s", len(synced), guild.id)
 
     async def on_ready(self) -> None:
-        """Log who we are and the invite link."""
+        """Log who we are and the invite link; the first time, start resuming undelivered jobs."""
         log.info("connected as %s; invite: %s", self.user, invite_url(self.application_id or 0))
+        if self.deliveries is not None and self._resumer is None:
+            self._resumer = asyncio.create_task(self.deliveries.run(self._resume, self.is_watching),
+                                                name="resume-deliveries")
+
+    def _resume(self, status) -> None:
+        self.watch(resumed_watch(self, status))
+
+    def is_watching(self, job_id: str) -> bool:
+        """Whether this process follows the job already."""
+        return any(task.get_name() == f"watch-{job_id}" for task in self._watches)
 
     def watch(self, job: JobWatch) -> asyncio.Task:
-        """Follow a job in the background until its result is delivered."""
-        task = asyncio.create_task(watch_job(self, job), name=f"watch-{job.job_id}")
+        """Follow a job in the background (holding its delivery) until its result is delivered."""
+        task = asyncio.create_task(self.deliveries.deliver_once(job.job_id, watch_job(self, job)),
+                                   name=f"watch-{job.job_id}")
         self._watches.add(task)
         task.add_done_callback(self._watch_done)
         return task
@@ -147,9 +166,15 @@ class StemscribeBot(commands.Bot):
             await asyncio.wait(set(self._watches), timeout=timeout)
 
     async def close(self) -> None:
-        """Stop watching jobs (they keep running in the worker) and disconnect."""
-        for task in list(self._watches):
+        """Stop watching jobs (they keep running in the worker; the next instance delivers them) and disconnect."""
+        if self._resumer is not None:
+            self._resumer.cancel()
+            await asyncio.gather(self._resumer, return_exceptions=True)
+        watches = list(self._watches)
+        for task in watches:
             task.cancel()
-        if self._watches:
-            log.info("stopped watching %d running job(s)", len(self._watches))
+        if watches:
+            # Each watcher releases its job on the way out, so the next instance resumes it at once.
+            await asyncio.wait(watches, timeout=10)
+            log.info("stopped watching %d running job(s)", len(watches))
         await super().close()

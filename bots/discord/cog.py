@@ -111,11 +111,20 @@ def defaults_scope(guild_id: int) -> str:
     return f"discord:guild:{guild_id}"
 
 
-def _requester(interaction: discord.Interaction) -> Requester:
+def _requester(interaction: discord.Interaction, *, title: str | None = None) -> Requester:
+    """Who asked; with a title (at submit), also everything needed to resume the job after a restart."""
+    reply = {"guild_id": interaction.guild_id, "channel_id": interaction.channel_id,
+             "application_id": interaction.application_id, "interaction_id": interaction.id}
+    if title is not None:
+        user = interaction.user
+        # The token lets a restarted bot keep editing the response while it lives (15 minutes).
+        reply.update(interaction_token=interaction.token, title=title,
+                     attachment_size_limit=interaction.filesize_limit,
+                     channel_type=interaction.channel.type.value if interaction.channel is not None else None,
+                     user={"id": str(user.id), "username": user.name, "discriminator": user.discriminator,
+                           "global_name": user.global_name, "avatar": None})
     return Requester(platform="discord", user_id=str(interaction.user.id),
-                     chat_id=str(interaction.channel_id or interaction.user.id),
-                     reply={"guild_id": interaction.guild_id, "channel_id": interaction.channel_id,
-                            "application_id": interaction.application_id, "interaction_id": interaction.id})
+                     chat_id=str(interaction.channel_id or interaction.user.id), reply=reply)
 
 
 def _pairs(**values: Optional[str]) -> dict[str, str]:
@@ -188,7 +197,10 @@ class TranscribeCog(commands.Cog):
             options = options_from_pairs(merge_option_pairs(saved, pairs))
             check_attachments(attachments, max_bytes=self.bot.settings.max_input_bytes)
             files = [InputFile(name=a.filename, data=await a.read()) for a in attachments]
-            submission = await asyncio.to_thread(self.bot.jobs.submit, files, options, _requester(interaction))
+            title = options.title or PurePath(attachments[0].filename).stem
+            submission = await asyncio.to_thread(self.bot.jobs.submit, files, options,
+                                                 _requester(interaction, title=title),
+                                                 delivered_by=self.bot.deliveries.owner)
         except StemscribeError as error:
             await interaction.edit_original_response(content=user_message(error))
             return
@@ -197,7 +209,6 @@ class TranscribeCog(commands.Cog):
             await interaction.edit_original_response(
                 content="I could not download your file from Discord. Please try again in a minute.")
             return
-        title = options.title or PurePath(attachments[0].filename).stem
         queued = progress_line(submission.job_id, _Queued(submission.position))
         await interaction.edit_original_response(content=queued)
         self.bot.watch(JobWatch(job_id=submission.job_id, interaction=interaction, received_at=received,

@@ -1,6 +1,6 @@
 """Follow one queued job: edit the interaction's response with progress, then deliver.
 
-Exports: Timings, JobWatch, watch_job, progress_line, TERMINAL_STATES.
+Exports: Timings, JobWatch, watch_job, resumed_watch, progress_line, TERMINAL_STATES.
 
 A JobWatch polls JobClient.status from a background task, edits the deferred
 response at most once per Timings.edit_interval_s, and when the job ends posts
@@ -8,6 +8,10 @@ the result (embed, preview, files) or the mapped error. The interaction token
 lives 15 minutes; shortly before it dies the response says the result will come
 in the channel, and delivery then goes to the channel with a mention, or by DM
 when the bot may not post there.
+
+After a restart, resumed_watch rebuilds the interaction from the reply address
+stored with the job, so a resumed job goes down the same path: progress edits
+and the result in the response while its token lives, else the channel or DM.
 """
 
 from __future__ import annotations
@@ -77,6 +81,38 @@ class JobWatch:
     received_at: float
     title: str
     shown: str = ""
+
+
+def resumed_watch(bot: Any, status: Any) -> JobWatch:
+    """A JobWatch for a job submitted before this process started, from its stored reply address.
+
+    Args:
+        bot: the logged-in StemscribeBot.
+        status: the job's JobStatus; requester.reply is what cog._requester stored at submit.
+
+    Raises:
+        KeyError, ValueError: the address lacks the interaction or the user (nowhere to deliver).
+    """
+    reply = status.requester.reply
+    user = dict(reply["user"])
+    payload: dict[str, Any] = {
+        "id": str(reply["interaction_id"]), "application_id": str(reply["application_id"]),
+        "token": str(reply["interaction_token"]), "type": discord.InteractionType.application_command.value,
+        "version": 1, "attachment_size_limit": int(reply.get("attachment_size_limit")
+                                                    or discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)}
+    if reply.get("guild_id"):
+        payload["guild_id"] = str(reply["guild_id"])
+        payload["member"] = {"user": user, "roles": [], "flags": 0, "joined_at": None}
+        if reply.get("channel_id"):
+            payload["channel"] = {"id": str(reply["channel_id"]), "type": int(reply.get("channel_type") or 0),
+                                  "name": "", "guild_id": str(reply["guild_id"])}
+    else:
+        payload["user"] = user
+    # discord.py builds interactions from gateway payloads only; this is the same constructor.
+    interaction = discord.Interaction(data=payload, state=bot._connection)  # noqa: SLF001
+    age_s = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+    return JobWatch(job_id=status.job_id, interaction=interaction,
+                    received_at=asyncio.get_running_loop().time() - age_s, title=str(reply.get("title") or "score"))
 
 
 def _is_bug(error: dict) -> bool:

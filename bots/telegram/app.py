@@ -2,6 +2,11 @@
 
 Exports: build_application, error_handler, BOT_COMMANDS, ALLOWED_UPDATES.
 
+Once started, the bot resumes every Telegram job that has not been delivered
+yet (queued or running when a previous process stopped, or held by a crashed
+instance), editing the same progress message, and keeps looking for such jobs
+every ``settings.delivery_sweep_s``.
+
 The Application talks to ``settings.telegram_base_url`` / ``telegram_base_file_url``,
 so the same code runs against api.telegram.org, a local Bot API server (with
 ``telegram_local_mode``) or the fake server of the tests.
@@ -9,6 +14,7 @@ so the same code runs against api.telegram.org, a local Bot API server (with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -25,8 +31,9 @@ from telegram.ext import (
 )
 
 from stemscribe.bots.common import user_message
+from stemscribe.bots.deliveries import Deliveries
 from stemscribe.bots.telegram import handlers
-from stemscribe.bots.telegram.delivery import BOT_UPLOAD_LIMIT_BYTES, LOCAL_UPLOAD_LIMIT_BYTES, JobTracker
+from stemscribe.bots.telegram.delivery import BOT_UPLOAD_LIMIT_BYTES, LOCAL_UPLOAD_LIMIT_BYTES, JobTracker, ticket_for
 from stemscribe.bots.telegram.handlers import FailedAfterAck, Services
 from stemscribe.bots.telegram.settings_menu import settings_button, settings_command
 from stemscribe.settings import Settings
@@ -71,9 +78,20 @@ async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> N
 
 async def _post_init(application: Application) -> None:
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in BOT_COMMANDS])
+    svc: Services = application.bot_data["services"]
+
+    def resume(status: Any) -> None:
+        handlers.follow(application.bot, svc, ticket_for(status.job_id, status.requester.reply))
+
+    application.bot_data["resumer"] = asyncio.ensure_future(svc.deliveries.run(resume, svc.tracker.is_following))
 
 
 async def _post_stop(application: Application) -> None:
+    resumer = application.bot_data.pop("resumer", None)
+    if resumer is not None:
+        resumer.cancel()
+        await asyncio.gather(resumer, return_exceptions=True)
+    # Followers release their jobs as they stop, so the next instance resumes them at once.
     await application.bot_data["services"].tracker.close()
 
 
@@ -104,7 +122,9 @@ def build_application(settings: Settings, *, client: Any = None) -> Application:
         .build()
     )
     upload_limit = LOCAL_UPLOAD_LIMIT_BYTES if settings.telegram_local_mode else BOT_UPLOAD_LIMIT_BYTES
-    application.bot_data["services"] = Services(settings, client, JobTracker(), upload_limit)
+    deliveries = Deliveries(client, handlers.PLATFORM, lease_s=settings.delivery_lease_s,
+                            sweep_s=settings.delivery_sweep_s)
+    application.bot_data["services"] = Services(settings, client, JobTracker(), upload_limit, deliveries)
 
     application.add_handler(CommandHandler("start", handlers.start_command, filters=_NEW))
     application.add_handler(CommandHandler("help", handlers.help_command, filters=_NEW))

@@ -1,6 +1,6 @@
 """Following a job in the chat: one progress message edited in place, then the results.
 
-Exports: Ticket, JobTracker, follow_job, deliver_results, with_flood_retry,
+Exports: Ticket, ticket_for, JobTracker, follow_job, deliver_results, with_flood_retry,
 ProgressEditor, output_file_name, BOT_UPLOAD_LIMIT_BYTES, LOCAL_UPLOAD_LIMIT_BYTES,
 POLL_INTERVAL_S, MIN_EDIT_INTERVAL_S.
 
@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from telegram import Bot, InputFile, InputMediaAudio, ReplyParameters
 from telegram.error import BadRequest, RetryAfter
@@ -96,6 +96,17 @@ class Ticket:
     progress_message_id: int
     reply_to_message_id: int | None
     base_name: str
+
+
+def ticket_for(job_id: str, reply: Mapping[str, Any]) -> Ticket:
+    """A job's Ticket from the reply address stored with it at submit (also after a restart).
+
+    Raises:
+        KeyError, ValueError: the address names no chat or no progress message.
+    """
+    reply_to = reply.get("reply_to")
+    return Ticket(job_id, int(reply["chat_id"]), int(reply["message_id"]), int(reply_to) if reply_to else None,
+                  str(reply.get("base_name") or "score"))
 
 
 class ProgressEditor:
@@ -292,6 +303,9 @@ class JobTracker:
     @property
     def job_ids(self) -> list[str]:
         return list(self._tasks)
+
+    def is_following(self, job_id: str) -> bool:
+        return job_id in self._tasks
 
     async def close(self) -> None:
         """Stop following every job (the jobs themselves keep running in the worker)."""

@@ -1,12 +1,14 @@
 """Chat handlers of the Telegram bot: recordings in, jobs queued, /start /help /status /cancel.
 
-Exports: Services, FailedAfterAck, services, handle_recording, transcribe_command, start_command,
+Exports: Services, FailedAfterAck, services, follow, handle_recording, transcribe_command, start_command,
 help_command, status_command, cancel_command, private_text, user_scope,
 load_user_options, strip_bot_address.
 
-In private chats every recording is transcribed. In groups the bot only acts when
-addressed: ``/transcribe`` (as a reply to a message with audio, or as the caption
-of one), or a caption that mentions the bot; other chatter is ignored.
+In private chats every recording is transcribed, and a caption without a single
+key:value word ("my song for tonight") becomes the score's title. In groups the
+bot only acts when addressed: ``/transcribe`` (as a reply to a message with
+audio, or as the caption of one), or a caption that mentions the bot; other
+chatter is ignored. Captions that hold option words are parsed strictly.
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ from telegram import Message, ReplyParameters, Update
 from telegram.constants import ChatType, MessageEntityType
 from telegram.ext import ContextTypes
 
-from stemscribe.bots.common import HELP_TEXT, progress_text, user_message
+from stemscribe.bots.common import HELP_TEXT, caption_options, progress_text, user_message
+from stemscribe.bots.deliveries import Deliveries
 from stemscribe.bots.telegram.delivery import (
     JobTracker,
-    Ticket,
     file_base_name,
     follow_job,
+    ticket_for,
     with_flood_retry,
 )
 from stemscribe.bots.telegram.media import check_recording, download_recording, find_recording
 from stemscribe.core.errors import OptionsError, StemscribeError
-from stemscribe.core.options import Options, options_from_pairs, parse_options
+from stemscribe.core.options import Options, options_from_pairs
 from stemscribe.settings import Settings
 from stemscribe.worker.client import InputFile, Requester
 
@@ -45,7 +48,8 @@ START_TEXT = (
     "sheet music: a PDF, a preview picture, MusicXML and MIDI.\n\n"
     "Add options in the caption, for example:\n"
     "  mode:piano title:\"Autumn Leaves\"\n"
-    "  mode:stems stems:yes\n\n"
+    "  mode:stems stems:yes\n"
+    "A caption without options, like \"my song for tonight\", becomes the title.\n\n"
     "In a group, reply to a recording with /transcribe, or mention me in its caption.\n"
     "/settings sets your defaults, /status shows your jobs, /cancel stops them, /help explains every option."
 )
@@ -72,6 +76,7 @@ class Services:
     client: Any  # stemscribe.worker.client.JobClient; synchronous, so always called via to_thread
     tracker: JobTracker
     upload_limit_bytes: int
+    deliveries: Deliveries
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
@@ -121,8 +126,12 @@ async def reply(message: Message, text: str, **kwargs: Any) -> Message:
                                   **kwargs)
 
 
-async def transcribe(update: Update, context: ContextTypes.DEFAULT_TYPE, source: Message, option_text: str) -> None:
-    """Check, download and queue the recording in `source`, then follow the job in the chat."""
+async def transcribe(update: Update, context: ContextTypes.DEFAULT_TYPE, source: Message, option_text: str, *,
+                     caption_title: bool = False) -> None:
+    """Check, download and queue the recording in `source`, then follow the job in the chat.
+
+    caption_title: option_text is a private chat's caption, which may be a title instead of options.
+    """
     svc = services(context)
     request = update.effective_message
     try:
@@ -131,17 +140,23 @@ async def transcribe(update: Update, context: ContextTypes.DEFAULT_TYPE, source:
             await reply(request, "That message has no recording. Reply with /transcribe to a voice note, "
                                  "an audio file or a video with sound.")
             return
-        options = parse_options(option_text, base=await load_user_options(svc, request.from_user.id))
+        options, titled = caption_options(option_text, base=await load_user_options(svc, request.from_user.id),
+                                          title_fallback=caption_title)
         check_recording(recording, options, svc.settings)
     except StemscribeError as exc:
         await reply(request, user_message(exc))
         return
-    ack = await reply(request, f"Got your {recording.label}. Fetching it…")
+    named = (f' I\'ll title the score "{titled}" (options go as key:value words, e.g. mode:piano).'
+             if titled else "")
+    ack = await reply(request, f"Got your {recording.label}.{named} Fetching it…")
     try:
         data = await download_recording(context.bot, recording, svc.settings)
-        where = {"chat_id": source.chat.id, "message_id": ack.message_id, "reply_to": source.message_id}
+        # Everything needed to resume this job after a restart: where to edit, what to answer, file names.
+        where = {"chat_id": source.chat.id, "message_id": ack.message_id, "reply_to": source.message_id,
+                 "base_name": file_base_name(options.title, recording.file_name)}
         submission = await asyncio.to_thread(svc.client.submit, [InputFile(recording.file_name, data)], options,
-                                             requester_for(request, reply=where))
+                                             requester_for(request, reply=where),
+                                             delivered_by=svc.deliveries.owner)
     except StemscribeError as exc:
         await with_flood_retry(ack.edit_text, user_message(exc))
         return
@@ -149,11 +164,14 @@ async def transcribe(update: Update, context: ContextTypes.DEFAULT_TYPE, source:
         raise FailedAfterAck(ack) from exc
     log.info("job %s queued for telegram user %s in chat %s", submission.job_id, request.from_user.id,
              request.chat.id)
-    ticket = Ticket(submission.job_id, source.chat.id, ack.message_id, source.message_id,
-                    file_base_name(options.title, recording.file_name))
     # The follower's first edit turns the acknowledgement into "Queued…"; it owns the message from here on.
-    svc.tracker.track(submission.job_id, follow_job(context.bot, svc.client, ticket,
-                                                    upload_limit_bytes=svc.upload_limit_bytes))
+    follow(context.bot, svc, ticket_for(submission.job_id, where))
+
+
+def follow(bot: Any, svc: Services, ticket: Any) -> None:
+    """Follow a job in the background (holding its delivery) until its outcome is posted."""
+    svc.tracker.track(ticket.job_id, svc.deliveries.deliver_once(
+        ticket.job_id, follow_job(bot, svc.client, ticket, upload_limit_bytes=svc.upload_limit_bytes)))
 
 
 async def handle_recording(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -163,7 +181,8 @@ async def handle_recording(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     if message.chat.type != ChatType.PRIVATE and not (
             _mentions_bot(message, username) or _is_transcribe_caption(message, username)):
         return
-    await transcribe(update, context, message, strip_bot_address(message.caption, username))
+    await transcribe(update, context, message, strip_bot_address(message.caption, username),
+                     caption_title=message.chat.type == ChatType.PRIVATE)
 
 
 async def transcribe_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

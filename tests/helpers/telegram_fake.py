@@ -13,7 +13,8 @@ next call of a method with 429 "retry after" on demand.
 
 BotHarness runs the fake server and a real Application (built by the bot's own
 build_application) on an event loop in a background thread, so tests stay
-synchronous and compose with the Redis and worker fixtures.
+synchronous and compose with the Redis and worker fixtures. It can also stop
+that bot and start others against the same server, for restart tests.
 """
 
 from __future__ import annotations
@@ -362,6 +363,7 @@ class BotHarness:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="bot-harness", daemon=True)
         self.app: Any = None
+        self._apps: list[Any] = []
 
     def __enter__(self) -> "BotHarness":
         self._thread.start()
@@ -380,26 +382,49 @@ class BotHarness:
         """Run a coroutine on the harness loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
+    def start_bot(self, build: Callable[[str, str], Any], *, polling: bool = True) -> Any:
+        """Start another Application against the same fake server (as after a restart); returns it.
+
+        polling=False runs it without fetching updates, so a second instance does not
+        answer the updates the first one handles.
+        """
+        return self.call(self._start_app(build, polling=polling))
+
+    def stop_bot(self, app: Any) -> None:
+        """Stop one Application cleanly, as a deploy's SIGTERM would; the fake server keeps running."""
+        self.call(self._stop_app(app), timeout_s=30)
+
     async def _start(self) -> None:
         await self.api.start()
-        if self._build is None:
+        if self._build is not None:
+            self.app = await self._start_app(self._build, polling=True)
+
+    async def _start_app(self, build: Callable[[str, str], Any], *, polling: bool) -> Any:
+        app = build(self.api.base_url, self.api.base_file_url)
+        await app.initialize()
+        if app.post_init:
+            await app.post_init(app)
+        if polling:
+            await app.updater.start_polling(poll_interval=0.0, timeout=1)
+        await app.start()
+        self._apps.append(app)
+        return app
+
+    async def _stop_app(self, app: Any) -> None:
+        if app not in self._apps:
             return
-        self.app = self._build(self.api.base_url, self.api.base_file_url)
-        await self.app.initialize()
-        if self.app.post_init:
-            await self.app.post_init(self.app)
-        await self.app.updater.start_polling(poll_interval=0.0, timeout=1)
-        await self.app.start()
+        self._apps.remove(app)
+        if app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        if app.post_stop:
+            await app.post_stop(app)
+        await app.shutdown()
 
     async def _stop(self) -> None:
-        if self.app is not None:
-            if self.app.updater.running:
-                await self.app.updater.stop()
-            if self.app.running:
-                await self.app.stop()
-            if self.app.post_stop:
-                await self.app.post_stop(self.app)
-            await self.app.shutdown()
+        for app in list(self._apps):
+            await self._stop_app(app)
         await self.api.stop()
 
 

@@ -1,0 +1,132 @@
+"""Nothing a user sent is lost when the Discord bot restarts.
+
+The real discord.py client against the fake Discord, a real Redis and a real
+worker process (the real `stemscribe worker` around a fake pipeline):
+
+1. The bot closes (a deploy) while the job runs; the job finishes with no bot
+   running; two new instances start: the interaction token still lives, so the
+   result lands in the original response, exactly once.
+2. The job was queued when the bot closed and its token has died by the time a
+   new instance runs: the result goes to the channel with a mention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import subprocess
+
+import pytest
+from helpers.discord_fake import FakeDiscord
+from helpers.discord_harness import FAST_TIMINGS, bot_settings, restore_discord_endpoints, running_bot
+from helpers.worker_fakes import start_worker_process, wait_for, wav_bytes
+
+from stemscribe.worker.client import JobClient
+
+NAMES = ["tonight-preview.png", "tonight.pdf", "tonight.musicxml", "tonight.mid", "tonight-performance.mid"]
+
+
+@pytest.fixture(autouse=True)
+def _endpoints():
+    with restore_discord_endpoints():
+        yield
+
+
+@pytest.fixture
+def start_worker(redis_url, tmp_path):
+    """Factory: a real worker process whose jobs take `seconds`; stopped at the end."""
+    processes = []
+
+    def start(seconds: float) -> subprocess.Popen:
+        processes.append(start_worker_process(redis_url, seconds=seconds, log_path=tmp_path / "worker.log"))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+async def _transcribe(fake: FakeDiscord, user: dict) -> dict:
+    attachment = fake.attachment("tone.wav", wav_bytes(2.0), "audio/wav")
+    payload = fake.slash("transcribe", user, [{"name": "file", "type": 11, "value": attachment["id"]},
+                                              {"name": "title", "type": 3, "value": "Tonight"}],
+                         attachments=[attachment])
+    await fake.dispatch("INTERACTION_CREATE", payload)
+    return payload
+
+
+async def _until(predicate, what: str, timeout_s: float = 30.0):
+    return await asyncio.to_thread(wait_for, predicate, timeout_s=timeout_s, what=what)
+
+
+def _content(call) -> str:
+    return (call.json or {}).get("content") or ""
+
+
+def test_clean_restart_mid_job_then_two_instances_deliver_once(redis_url, start_worker):
+    async def scenario():
+        async with FakeDiscord() as fake:
+            settings = bot_settings(fake, redis_url, delivery_sweep_s=0.3)
+            client = JobClient(settings)
+            user = fake.user_payload("ann")
+            start_worker(4.0)
+            async with running_bot(fake, settings, JobClient(settings)) as first:
+                payload = await _transcribe(fake, user)
+                await fake.wait_for(lambda c: c.method == "PATCH" and payload["token"] in c.path
+                                    and "%" in _content(c))
+                [job] = client.undelivered("discord")
+                assert client.deliveries.holder(job.job_id) == first.deliveries.owner
+            assert client.deliveries.holder(job.job_id) is None, "a clean close hands the job over at once"
+            await _until(lambda: client.status(job.job_id).state == "finished", "the job to finish")
+            assert not [c for c in fake.calls if c.files], "nobody delivered while no bot ran"
+            stopped_at = len(fake.calls)
+
+            async with contextlib.AsyncExitStack() as stack:
+                # Both connect at the same moment, so their first sweeps race for the job.
+                await asyncio.gather(*(stack.enter_async_context(running_bot(fake, settings, JobClient(settings)))
+                                       for _ in range(2)))
+                final = await fake.wait_for(lambda c: c.method == "PATCH" and payload["token"] in c.path
+                                            and c.files)
+                await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
+                await asyncio.sleep(1.5)  # both keep sweeping every 0.3 s: room for a duplicate
+            later = fake.calls[stopped_at:]
+            assert [c for c in later if c.files] == [final], "the result is posted exactly once"
+            assert final.path == f"/webhooks/{fake.application_id}/{payload['token']}/messages/@original"
+            assert final.filenames == NAMES
+            assert final.json["content"] == "Your score is ready."
+            assert final.json["embeds"][0]["title"] == "Tonight"
+            assert not fake.find("POST", f"/channels/{fake.channel_id}/messages"), "the token still lived"
+    asyncio.run(scenario())
+
+
+def test_result_goes_to_the_channel_when_the_token_died_during_the_restart(redis_url, start_worker):
+    async def scenario():
+        async with FakeDiscord() as fake:
+            fake.token_lifetime_s = 2.0
+            settings = bot_settings(fake, redis_url, delivery_sweep_s=0.3)
+            client = JobClient(settings)
+            user = fake.user_payload("ann")
+            async with running_bot(fake, settings, JobClient(settings)):
+                payload = await _transcribe(fake, user)
+                await fake.wait_for(lambda c: payload["token"] in c.path and _content(c).startswith("Queued"))
+            [job] = client.undelivered("discord")
+            assert client.status(job.job_id).state == "queued"
+            await asyncio.sleep(2.0)  # the token dies while no bot runs
+            start_worker(0.3)
+            timings = dataclasses.replace(FAST_TIMINGS, token_lifetime_s=2.0, token_margin_s=0.5)
+            async with running_bot(fake, settings, JobClient(settings), timings=timings):
+                channel = f"/channels/{fake.channel_id}/messages"
+                post = await fake.wait_for(lambda c: c.method == "POST" and c.path == channel and c.files)
+                await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
+            assert post.json["content"] == f"<@{user['id']}> Your score is ready."
+            assert [str(u) for u in post.json["allowed_mentions"]["users"]] == [user["id"]]
+            assert post.filenames == NAMES
+            assert len(fake.find("POST", channel)) == 1
+            assert not [c for c in fake.interaction_calls(payload) if c.status >= 400], "no call with a dead token"
+    asyncio.run(scenario())
