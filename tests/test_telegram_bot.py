@@ -131,6 +131,17 @@ def test_local_bot_api_server_lifts_the_download_limit(start_bot):
     assert text.startswith("This file is 40.0 MB; I accept up to 30.0 MB.")
 
 
+def test_local_bot_api_server_files_are_read_from_its_disk(start_bot, clip, tmp_path):
+    bot = start_bot(telegram_local_mode=True, max_input_bytes=30 * 1024 * 1024)
+    api = bot.api
+    api.local_dir = tmp_path
+    # Telegram reports 25 MB (over the public 20 MB cap); the bytes come from the server's disk.
+    api.push_update(message_update(user=ALICE, chat_id=ALICE["id"],
+                                   voice=voice(api, clip, declared_size=25 * 1024 * 1024)))
+    api.wait_for(last_text_containing("Queued", ALICE["id"]))
+    assert not api.downloads, "nothing is downloaded over HTTP in local mode"
+
+
 def test_bad_option_words(start_bot, clip):
     bot = start_bot()
     api = bot.api

@@ -15,7 +15,9 @@ import mimetypes
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+import aiofiles
 
 from telegram import Bot, Message
 from telegram.error import BadRequest, NetworkError
@@ -169,6 +171,14 @@ def check_recording(recording: Recording, options: Options, settings: Settings) 
             hint="Trim it to the part you want written down and send that.")
 
 
+def _local_path(file_path: str | None) -> Path | None:
+    """The file on this machine that a local Bot API server reported, if that's what it is."""
+    if not file_path:
+        return None
+    path = Path(file_path)
+    return path if path.is_absolute() and path.is_file() else None
+
+
 async def download_recording(bot: Bot, recording: Recording, settings: Settings) -> bytes:
     """Fetch the recording's bytes (from the local Bot API server's disk in local mode).
 
@@ -179,7 +189,14 @@ async def download_recording(bot: Bot, recording: Recording, settings: Settings)
     """
     try:
         telegram_file = await bot.get_file(recording.file_id)
-        data = bytes(await telegram_file.download_as_bytearray())
+        local = _local_path(telegram_file.file_path) if settings.telegram_local_mode else None
+        if local is not None:
+            # A local Bot API server hands over a path on its disk (files up to 2 GB);
+            # PTB would read it synchronously and stall every chat meanwhile.
+            async with aiofiles.open(local, "rb") as handle:
+                data = await handle.read(download_limit_bytes(settings) + 1)
+        else:
+            data = bytes(await telegram_file.download_as_bytearray())
     except BadRequest as exc:
         if "too big" in exc.message.lower():
             raise AudioTooLargeError(

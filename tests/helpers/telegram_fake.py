@@ -19,6 +19,8 @@ that bot and start others against the same server, for restart tests.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncio
 import itertools
 import json
@@ -68,6 +70,8 @@ class FakeBotApi:
 
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
+        #: file ids fetched over HTTP from the file endpoint, in order.
+        self.downloads: list[str] = []
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
@@ -89,6 +93,9 @@ class FakeBotApi:
     @property
     def base_file_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/file/bot"
+
+    #: Set to a folder to act like a local Bot API server (absolute file paths, no 20 MB cap).
+    local_dir: Path | None = None
 
     def add_file(self, data: bytes, *, declared_size: int | None = None) -> tuple[str, int]:
         """Store bytes the bot may download; returns (file_id, file_size Telegram reports)."""
@@ -201,6 +208,7 @@ class FakeBotApi:
         file_id = request.match_info["path"].rsplit("/", 1)[-1]
         with self._lock:
             entry = self._files.get(file_id)
+            self.downloads.append(file_id)
         if entry is None:
             return web.Response(status=404)
         return web.Response(body=entry[0], content_type="application/octet-stream")
@@ -296,6 +304,12 @@ class FakeBotApi:
         if entry is None:
             return web.json_response({"ok": False, "error_code": 400,
                                       "description": "Bad Request: invalid file_id"}, status=400)
+        if self.local_dir is not None:
+            # A local Bot API server keeps files on its own disk and answers with the path.
+            path = self.local_dir / file_id
+            path.write_bytes(entry[0])
+            return {"file_id": file_id, "file_unique_id": file_id + "u", "file_size": entry[1],
+                    "file_path": str(path.resolve())}
         if entry[1] > 20 * 1024 * 1024:
             return web.json_response({"ok": False, "error_code": 400,
                                       "description": "Bad Request: file is too big"}, status=400)
