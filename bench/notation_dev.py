@@ -5,10 +5,15 @@ For every clip it builds Tracks from (a) the ground-truth performed notes
 (gt_notes.csv; part "drums" becomes a drum track) or (b) basic-pitch's own
 transcription (cached under --cache), runs notate() with the layout the clip's
 category calls for, writes OUTDIR/<clip>/{score.musicxml, score.mid, notes.mid,
-result.json} and prints score.py's table.
+result.json} and prints score.py's table. With --source run it re-notates what
+the real pipeline transcribed (notes.mid and result.json of a bench/run_devset.py
+output folder, one track per MIDI track, with the pipeline's layout), so that
+notation changes are measured on the engines' notes in seconds, without
+re-running the engines.
 
     .venv/bin/python bench/notation_dev.py --source gt --out /tmp/notation_gt
     .venv/bin/python bench/notation_dev.py --source bp --out /tmp/notation_bp [--clips 02,09]
+    .venv/bin/python bench/notation_dev.py --source run --run-root bench/results/stemscribe --out /tmp/notation_run
 
 Layouts: solo -> solo (instrument from meta); piano -> solo with the piano
 instrument (grand staff); ensemble -> ensemble of the stems; band-mix ->
@@ -114,6 +119,19 @@ def clip_tracks(clip: Path, meta: dict, source: str, band_mix: str, cache: Path)
     return [Track(INSTRUMENTS[inst].name, inst, notes, "mix", source)], "solo"
 
 
+def run_tracks(run_dir: Path) -> tuple[list[Track], str]:
+    """Tracks and layout of a pipeline run, from its notes.mid and result.json."""
+    result = json.loads((run_dir / "result.json").read_text())
+    parts = {p["name"]: p for p in result.get("parts", [])}
+    tracks = []
+    for inst in pretty_midi.PrettyMIDI(str(run_dir / "notes.mid")).instruments:
+        part = parts.get(inst.name, {})
+        key = "drums" if inst.is_drum else part.get("instrument") or _PROGRAM_INSTRUMENT.get(inst.program, "piano")
+        notes = [Note(float(n.start), float(n.end), int(n.pitch), int(n.velocity)) for n in inst.notes]
+        tracks.append(Track(inst.name, key, notes, part.get("source", "mix"), part.get("engine", ""), inst.is_drum))
+    return tracks, result.get("layout", "solo")
+
+
 def write_notes_mid(tracks: list[Track], path: Path) -> None:
     pm = pretty_midi.PrettyMIDI()
     for t in tracks:
@@ -128,7 +146,10 @@ def write_notes_mid(tracks: list[Track], path: Path) -> None:
 
 def run_clip(clip: Path, out: Path, args) -> dict:
     meta = json.loads((clip / "meta.json").read_text())
-    tracks, layout = clip_tracks(clip, meta, args.source, args.band_mix, Path(args.cache))
+    if args.source == "run":
+        tracks, layout = run_tracks(Path(args.run_root) / clip.name)
+    else:
+        tracks, layout = clip_tracks(clip, meta, args.source, args.band_mix, Path(args.cache))
     audio = load_audio(clip / meta["audio"]) if not args.no_audio else None
     options = Options(level=args.level)
     t0 = time.perf_counter()
@@ -150,7 +171,9 @@ def run_clip(clip: Path, out: Path, args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--source", choices=["gt", "bp"], default="gt")
+    ap.add_argument("--source", choices=["gt", "bp", "run"], default="gt")
+    ap.add_argument("--run-root", default=str(ROOT / "bench" / "results" / "stemscribe"),
+                    help="with --source run: a run_devset.py output folder (<clip>/notes.mid, result.json)")
     ap.add_argument("--out", default="/tmp/notation_dev")
     ap.add_argument("--devset", default=str(DEVSET))
     ap.add_argument("--cache", default="/tmp/notation_cache/bp")

@@ -19,6 +19,12 @@ import numpy as np
 #: recording is treated as a band with drums. Piano attacks stay under 0.008 on the dev
 #: set, band mixes are at 0.037 and above.
 BAND_KICK_RATIO = 0.02
+#: Loudness change per STFT frame (dB, ~23 ms) that counts as decaying or swelling.
+ENVELOPE_STEP_DB = 0.4
+#: decay_share minus swell_share above which notes are struck or plucked.
+STRUCK_DECAY_MARGIN = 0.12
+#: swell_share below which sustained (not struck) notes are steady, organ-like.
+STEADY_MAX_SWELL = 0.28
 #: Longest stretch of audio the profile looks at, taken as evenly spaced excerpts.
 PROFILE_MAX_S = 36.0
 #: Mean simultaneous pitches below which a recording is a single line.
@@ -33,6 +39,9 @@ class MixProfile:
 
     percussive_ratio: share of spectral energy that is percussive (0..1).
     kick_ratio: share of spectral energy that is percussive and below 150 Hz.
+    decay_share / swell_share: share of frames whose loudness falls / rises by more than
+        0.4 dB per 23 ms frame. Struck and plucked strings (piano, guitar) mostly decay;
+        bowed and blown instruments swell into their notes; organ pipes do neither.
     polyphony: mean number of simultaneous salient pitches in voiced frames.
     low_pitch / high_pitch / median_pitch: MIDI range of salient pitches (5th/95th pct).
     voiced_fraction: share of frames with any salient pitch.
@@ -40,6 +49,8 @@ class MixProfile:
 
     percussive_ratio: float
     kick_ratio: float
+    decay_share: float
+    swell_share: float
     polyphony: float
     low_pitch: float
     high_pitch: float
@@ -51,25 +62,44 @@ class MixProfile:
         return self.kick_ratio >= BAND_KICK_RATIO and self.polyphony >= 1.5
 
     @property
+    def struck(self) -> bool:
+        """Notes that start loud and die away: piano, guitar, harp."""
+        return self.decay_share - self.swell_share > STRUCK_DECAY_MARGIN
+
+    @property
+    def steady(self) -> bool:
+        """Sustained notes that neither swell nor decay: organ, accordion."""
+        return not self.struck and self.swell_share < STEADY_MAX_SWELL
+
+    @property
     def monophonic(self) -> bool:
         return self.polyphony < MONOPHONIC_POLYPHONY
 
     @property
     def keyboard_like(self) -> bool:
         """Chords over a wide range, as a piano or organ plays them."""
-        return self.polyphony >= 1.8 and (self.high_pitch - self.low_pitch >= 28 or self.low_pitch < 40)
+        wide = self.high_pitch - self.low_pitch >= 28 or self.low_pitch < 40
+        return self.polyphony >= 1.8 and wide and (self.struck or self.steady)
+
+    @property
+    def plucked_solo(self) -> bool:
+        """A few voices at a time, dying away, over a guitar's range: one plucked instrument."""
+        return (not self.monophonic and self.struck and self.polyphony < 2.5
+                and self.low_pitch >= 38 and self.high_pitch <= 90)
 
     def guess_instrument(self) -> str:
         """An instrument key for a solo part when the user named none."""
         if not self.monophonic:
             if self.keyboard_like:
-                return "piano"
-            return "guitar"
+                return "organ" if self.steady else "piano"
+            if self.plucked_solo:
+                return "guitar"
+            return "piano"
         return "low-melody" if self.median_pitch < 55 else "melody"
 
     def to_dict(self) -> dict[str, float]:
         return {k: round(float(getattr(self, k)), 3) for k in
-                ("percussive_ratio", "kick_ratio", "polyphony", "low_pitch", "high_pitch", "median_pitch", "voiced_fraction")}
+                ("percussive_ratio", "kick_ratio", "decay_share", "swell_share", "polyphony", "low_pitch", "high_pitch", "median_pitch", "voiced_fraction")}
 
 
 def profile_mix(samples: np.ndarray, sample_rate: int) -> MixProfile:
@@ -95,6 +125,11 @@ def profile_mix(samples: np.ndarray, sample_rate: int) -> MixProfile:
     percussive_ratio = float(percussive.sum()) / total
     low = librosa.fft_frequencies(sr=sr, n_fft=1024) < 150.0
     kick_ratio = float(percussive[low].sum()) / total
+    loudness_db = 10 * np.log10(power.sum(axis=0) + 1e-10)
+    step_db = np.diff(loudness_db)
+    active = loudness_db[1:] > loudness_db.max() - 40.0
+    decay_share = float(np.mean(step_db[active] < -ENVELOPE_STEP_DB)) if active.any() else 0.0
+    swell_share = float(np.mean(step_db[active] > ENVELOPE_STEP_DB)) if active.any() else 0.0
 
     # Pitch salience: constant-Q magnitude, one bin per semitone, peaks above a
     # threshold relative to the frame's loudest bin count as sounding pitches.
@@ -116,11 +151,13 @@ def profile_mix(samples: np.ndarray, sample_rate: int) -> MixProfile:
         counts.append(len(kept))
         pitches.extend(28 + k for k in kept)
     if not counts:
-        return MixProfile(percussive_ratio, kick_ratio, 0.0, 60.0, 60.0, 60.0, 0.0)
+        return MixProfile(percussive_ratio, kick_ratio, decay_share, swell_share, 0.0, 60.0, 60.0, 60.0, 0.0)
     arr = np.asarray(pitches, dtype=float)
     return MixProfile(
         percussive_ratio=percussive_ratio,
         kick_ratio=kick_ratio,
+        decay_share=decay_share,
+        swell_share=swell_share,
         polyphony=float(np.mean(counts)),
         low_pitch=float(np.percentile(arr, 5)),
         high_pitch=float(np.percentile(arr, 95)),

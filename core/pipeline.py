@@ -336,7 +336,10 @@ def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, ins
     if profile.monophonic:
         return Mode.SOLO, "it sounds like a single melody line"
     if profile.keyboard_like:
-        return Mode.SOLO, "it sounds like one keyboard instrument playing chords"
+        what = "an organ" if profile.steady else "a piano"
+        return Mode.SOLO, f"it sounds like {what} playing chords, so it's written on a grand staff"
+    if profile.plucked_solo:
+        return Mode.SOLO, "it sounds like one plucked instrument, guitar-like"
     return Mode.PIANO, "several instruments play together, so they're reduced to a grand staff"
 
 

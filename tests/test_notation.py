@@ -233,3 +233,124 @@ def test_piano_reduction_of_a_mix_uses_a_grand_staff_with_chords():
     assert notation.chords
     figures = {h.figure for h in notation.score.recurse().getElementsByClass("ChordSymbol")}
     assert "C" in figures
+
+
+# --------------------------------------------------------------------- pickups and 2/4
+
+ODE_TO_JOY = [  # (pitch, quarters): 8 bars of 4/4 starting on the downbeat, as in examples/
+    (64, 1), (64, 1), (65, 1), (67, 1), (67, 1), (65, 1), (64, 1), (62, 1),
+    (60, 1), (60, 1), (62, 1), (64, 1), (64, 1.5), (62, 0.5), (62, 2),
+    (64, 1), (64, 1), (65, 1), (67, 1), (67, 1), (65, 1), (64, 1), (62, 1),
+    (60, 1), (60, 1), (62, 1), (64, 1), (62, 1.5), (60, 0.5), (60, 2),
+]
+C_SCALE_QUARTERS = [(p, 1) for p in (60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 60)]
+
+
+def melody_rows(pitches_and_lengths):
+    rows, at = [], 0.0
+    for pitch, length in pitches_and_lengths:
+        rows.append((at, length, pitch))
+        at += length
+    return rows
+
+
+@pytest.mark.parametrize("tune", [ODE_TO_JOY, C_SCALE_QUARTERS], ids=["ode-to-joy", "c-major-scale"])
+def test_an_even_melody_starts_on_the_downbeat(tune):
+    # Equal loudness, no accompaniment: nothing says the first note is a pickup, so it is not.
+    notation = run([Track("Flute", "flute", perform(melody_rows(tune), 100))])
+    assert notation.pickup_quarters == 0
+    assert notation.time_signature == "4/4"
+    first_measure = notation.score.parts[0].getElementsByClass("Measure")[0]
+    assert first_measure.duration.quarterLength == 4.0
+    assert written_notes(notation)[0] == (0.0, tune[0][0])
+
+
+def test_long_notes_mid_phrase_do_not_make_a_pickup():
+    # Ode to Joy's dotted quarter and half note fall on beats 1 and 3 of bar 4; the
+    # stronger half note must not pull the barline onto itself.
+    notation = run([Track("Violin", "violin", perform(melody_rows(ODE_TO_JOY), 100, velocity=lambda q: 90))])
+    tied_or_long = [(o, p) for o, p in written_notes(notation) if o in (12.0, 14.0)]
+    assert tied_or_long == [(12.0, 64), (14.0, 62)]
+    assert notation.pickup_quarters == 0
+
+
+def test_sixteenth_runs_over_an_oom_pah_bass_are_two_four():
+    # A rag-like texture at quarter = 76: the left hand strides in eighths (bass octave,
+    # chord, bass octave, chord), the harmony changes every bar, and running sixteenths
+    # fill every beat above (the texture of 2/4 marches, rags and reels).
+    rows = []
+    for bar in range(10):
+        start = bar * 2.0
+        root = [44, 39][bar % 2]
+        for beat, bass in enumerate((root, root + 7)):
+            rows += [(start + beat, 0.5, bass - 12), (start + beat, 0.5, bass)]
+            rows += [(start + beat + 0.5, 0.5, p) for p in (root + 16, root + 19, root + 24)]
+        run_pitches = [72, 75, 77, 80, 79, 77, 75, 72]
+        rows += [(start + 0.25 * k, 0.25, run_pitches[(k + bar) % 8]) for k in range(8)]
+    notation = run([Track("Piano", "piano", perform(rows, 76))])
+    assert notation.time_signature == "2/4"
+    assert abs(notation.tempo_bpm - 76) < 3 or abs(notation.tempo_bpm - 152) < 6
+    assert notation.pickup_quarters == 0
+
+
+def test_eighth_note_melody_over_a_bass_stays_four_four():
+    # The same harmony and bass pattern with an eighth-note surface is ordinary 4/4.
+    rows = bars_with_bass(8, 4, lambda q, b, k: [(q, 0.5, 67 + k), (q + 0.5, 0.5, 72 - k)])
+    notation = run([Track("Piano", "piano", perform(rows, 100))])
+    assert notation.time_signature == "4/4"
+    assert notation.pickup_quarters == 0
+
+
+# --------------------------------------------------------------------- grand-staff voices
+
+def _two_voice_piano_rows():
+    """Four bars where both hands hold a long note under a moving line (two voices each)."""
+    rows = []
+    for bar in range(4):
+        s = bar * 4.0
+        rows += [(s, 4.0, 72)] + [(s + k, 1.0, p) for k, p in enumerate((67, 65, 64, 62))]  # right hand
+        rows += [(s, 4.0, 36)] + [(s + k, 0.5, p) for k, p in enumerate((48, 50, 52, 53))]  # left hand
+    return rows
+
+
+def test_grand_staff_voices_are_numbered_per_staff_with_stem_directions(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    notation = run([Track("Piano", "piano", perform(_two_voice_piano_rows(), 90,
+                                                    velocity=lambda q: 100 if q % 4 == 0 else 70))])
+    path = write_musicxml(notation, tmp_path / "score.musicxml")
+    notes = ET.parse(path).getroot().findall(".//note")
+    by_staff: dict[str, set[str]] = {}
+    for n in notes:
+        by_staff.setdefault(n.findtext("staff"), set()).add(n.findtext("voice"))
+    # The staves of the grand staff never share a voice number (MuseScore: 1-4 upper, 5-8 lower).
+    assert by_staff["1"] and by_staff["2"] and not by_staff["1"] & by_staff["2"]
+    assert {int(v) for v in by_staff["1"]} <= {1, 2, 3, 4} and {int(v) for v in by_staff["2"]} <= {5, 6, 7, 8}
+    # Where two voices share a staff, the upper voice's stems point up and the lower's down.
+    stems = {(n.findtext("staff"), n.findtext("voice"), n.findtext("stem")) for n in notes if n.find("rest") is None}
+    assert ("1", "1", "up") in stems and ("1", "2", "down") in stems
+    assert ("2", "5", "up") in stems and ("2", "6", "down") in stems
+    # Every tie that starts is stopped by the next note of the same pitch, voice and staff.
+    open_ties: dict[tuple, int] = {}
+    for n in notes:
+        key = (n.findtext("staff"), n.findtext("voice"), n.findtext("pitch/step"), n.findtext("pitch/octave"),
+               n.findtext("pitch/alter"))
+        types = {t.get("type") for t in n.findall("tie")}
+        if "stop" in types:
+            assert open_ties.pop(key, 0) == 1, key
+        if "start" in types:
+            open_ties[key] = 1
+    assert not open_ties
+
+
+def test_two_voice_piano_score_engraves_without_lilypond_warnings(tmp_path):
+    from stemscribe.core.engrave import engrave
+
+    rows = _two_voice_piano_rows()
+    notation = run([Track("Mix", "piano", perform(rows, 90, velocity=lambda q: 100 if q % 4 == 0 else 70))],
+                   layout="piano")
+    assert notation.chords
+    path = write_musicxml(notation, tmp_path / "score.musicxml")
+    result = engrave(path, tmp_path / "out", title="Two voices")
+    log = result.log_path.read_text()
+    assert "warning" not in log.lower(), log[-2000:]

@@ -77,11 +77,16 @@ def assign_voices(notes: list[QNote], *, max_voices: int = 2) -> list[list[Voice
 
 
 def legato(events: list[VoiceEvent], gap_q: Fraction = LEGATO_GAP_Q) -> list[VoiceEvent]:
-    """Close small gaps before the next event (performance articulation is not a rest)."""
+    """Close small gaps before the next event (performance articulation is not a rest).
+
+    A gap no longer than LEGATO_GAP_Q and no longer than the note itself is
+    joined to the note: a detached eighth is written as an eighth, not as a
+    sixteenth and a sixteenth rest.
+    """
     for a, b in zip(events, events[1:]):
         if a.end > b.onset:
             a.end = b.onset
-        elif b.onset - a.end <= gap_q and b.onset - a.end < (a.end - a.onset):
+        elif b.onset - a.end <= gap_q and b.onset - a.end <= (a.end - a.onset):
             a.end = b.onset
     return events
 

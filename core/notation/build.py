@@ -20,6 +20,11 @@ from ..instruments import Instrument
 from .arrange import VoiceEvent
 from .keys import Speller
 
+#: Voice numbers reserved per staff of a grand staff (MuseScore: 1-4 upper, 5-8 lower).
+VOICES_PER_STAFF = 4
+#: Staff steps a rest moves up (upper voice) or down (lower voice) when two voices share a staff.
+REST_SHIFT_STEPS = 4
+
 _BASE_VALUES = [Fraction(4), Fraction(2), Fraction(1), Fraction(1, 2), Fraction(1, 4), Fraction(1, 8),
                 Fraction(1, 16)]
 _NOTE_VALUES = set(_BASE_VALUES) | {v * Fraction(3, 2) for v in _BASE_VALUES} | {
@@ -250,6 +255,7 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
     if composer:
         score.metadata.composer = composer
     groups: dict[str, list[stream.Part]] = {}
+    voice_base = _voice_bases(staves)
     for index, st in enumerate(staves):
         part = stream.PartStaff() if st.group else stream.Part()
         part.id = f"P{index + 1}"
@@ -272,20 +278,29 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
             for at, bpm in tempo_marks:
                 if index == 0 and at > 0 and bar_s <= at < bar_e:
                     m.insert(float(at - bar_s), _metronome(bpm, meter_))
-            for at, figure in st.chords:
-                if bar_s <= at < bar_e:
-                    m.insert(float(at - bar_s), harmony.ChordSymbol(figure))
             voices = st.voices or [[]]
             filled = [_fill_voice(v, bar_s, bar_e, meter_, downbeat, speller, drum=st.is_drum,
                                   full_rest=(i == 0)) for i, v in enumerate(voices)]
             filled = [f for f in filled if f]
-            if len(filled) == 1:
+            if len(filled) > 1:
+                _set_voice_directions(filled)
+            first_voice = voice_base.get(index, 0) + 1
+            # Staves of a grand staff always carry explicit voices: music21 renumbers the
+            # lower staff's voices when the upper one has none, which would break ties
+            # and voice continuity from bar to bar.
+            if len(filled) == 1 and not st.group:
                 _append(m, filled[0])
             else:
                 for i, elements in enumerate(filled):
-                    v = stream.Voice(id=str(i + 1))
+                    v = stream.Voice(id=str(first_voice + i))
                     _append(v, elements)
                     m.insert(0, v)
+            # Chord symbols go inside the first voice: at measure level music21 writes
+            # them with a voiceless <forward>, which musicxml2ly reads as a clash with voice 1.
+            holder = m.voices[0] if m.voices else m
+            for at, figure in st.chords:
+                if bar_s <= at < bar_e:
+                    holder.insert(float(at - bar_s), harmony.ChordSymbol(figure))
             if number == len(bounds) - 1:
                 m.rightBarline = bar.Barline("final")
             part.append(m)
@@ -297,6 +312,35 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
         if len(members) > 1:
             score.insert(0, layout.StaffGroup(members, symbol="brace", barTogether=True))
     return score
+
+
+def _voice_bases(staves: list[Staff]) -> dict[int, int]:
+    """Voice-number offset per staff, so the staves of one grand staff never share a voice.
+
+    music21 joins the staves of a group into one MusicXML part and keeps voice
+    numbers that are already set; two staves both using voices 1 and 2 would
+    merge into one voice per number there (musicxml2ly then reports negative
+    skips and engraves rests over notes). MuseScore's convention is voices 1-4
+    on the upper staff and 5-8 on the lower.
+    """
+    seen: dict[str, int] = {}
+    bases: dict[int, int] = {}
+    for index, st in enumerate(staves):
+        if st.group:
+            bases[index] = VOICES_PER_STAFF * seen.get(st.group, 0)
+            seen[st.group] = seen.get(st.group, 0) + 1
+    return bases
+
+
+def _set_voice_directions(voices: list[list[note.GeneralNote]]) -> None:
+    """Two voices on a staff: upper voice stems up and rests high, lower voice stems down and rests low."""
+    for index, elements in enumerate(voices[:2]):
+        up = index == 0
+        for el in elements:
+            if el.isRest:
+                el.stepShift = REST_SHIFT_STEPS if up else -REST_SHIFT_STEPS
+            else:
+                el.stemDirection = "up" if up else "down"
 
 
 def _append(container: stream.Stream, elements: list[note.GeneralNote]) -> None:

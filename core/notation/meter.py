@@ -1,14 +1,21 @@
 """Meter, notated beat level and downbeat phase from a tracked pulse.
 
-Exports: analyze_meter, beat_division, METER_TEMPLATES.
+Exports: analyze_meter, beat_division, pickup_evidence, METER_TEMPLATES.
 
 The pulse from rhythm.track_beats is divided into tatums (2 or 3 per pulse,
 whichever fits the note onsets better). Every candidate bar structure is a
 metrical-weight template over tatums (Lerdahl/Jackendoff-style dot heights);
 onset salience, bass notes and harmonic change along the tatum grid are
 correlated with each template at each phase. The best structure is then
-labelled with the beat unit whose tempo is most plausible (so a 2/4 rag and a
-4/4 allegro come out right even though their pulses look alike).
+labelled with the beat unit whose tempo is most plausible.
+
+Two refinements keep the result musical:
+- Running sixteenths (rags, reels, marches) leave the eighth level without any
+  metrical contrast; the structure is then read at the sixteenth level, where
+  beats and bars stand out again, and written in 2/4.
+- The first note is a downbeat unless the music says otherwise: a pickup bar is
+  written only when the phase that implies it fits better bar after bar
+  (pickup_evidence), not because of a couple of long notes mid-phrase.
 """
 
 from __future__ import annotations
@@ -32,9 +39,22 @@ METER_TEMPLATES: dict[str, tuple[int, list[float]]] = {
 }
 #: Structures allowed for each pulse division, with a prior bonus (common meters first).
 _STRUCTURES = {
-    2: {"duple": 0.02, "triple": 0.0, "quadruple": 0.03, "compound-duple": -0.02},
+    2: {"duple": 0.0, "triple": 0.0, "quadruple": 0.03, "compound-duple": -0.02},
     3: {"compound-duple": 0.03, "compound-triple": -0.03, "compound-quadruple": 0.0, "single-triple": -0.05},
 }
+#: Weight of the bass-onset and harmonic-change cues next to onset salience ...
+HARMONY_CUE_WEIGHT = 0.8
+#: ... and the share of it they keep in a single melodic line.
+MELODY_CUE_SHARE = 0.25
+#: Bar-by-bar consistency (t statistic) a phase needs over "the first note is a downbeat"
+#: before the score opens with a pickup bar.
+PICKUP_MIN_EVIDENCE = 3.5
+#: The eighth-level bar fit below which the metre may live at the sixteenth level instead ...
+SIXTEENTH_LEVEL_MAX_COARSE = 0.45
+#: ... and how many times better the sixteenth-level fit must be to move there.
+SIXTEENTH_LEVEL_RATIO = 1.8
+#: ... and only when at least this share of onsets falls on sixteenths between the eighths.
+SIXTEENTH_MIN_SHARE = 0.15
 #: Notated beat tempo that reads most naturally (quarter or dotted quarter per minute).
 PREFERRED_BEAT_BPM = 96.0
 
@@ -96,7 +116,31 @@ def _tatum_features(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
     for f in (onset, bass, change):
         s = f.std()
         feats.append((f - f.mean()) / s if s > 0 else np.zeros(n))
-    return feats[0] + 0.8 * feats[1] + 0.8 * feats[2]
+    # In a single line the "bass" is only its lowest notes and every new note is a
+    # "harmonic change": weaker cues than real bass notes and chord changes.
+    poly = _polyphony(events)
+    harmony = HARMONY_CUE_WEIGHT * (poly + (1.0 - poly) * MELODY_CUE_SHARE)
+    return feats[0] + harmony * (feats[1] + feats[2])
+
+
+def _polyphony(events: list[OnsetEvent]) -> float:
+    """Share of onset events that are chords (0 for a melody, near 1 for a chorale)."""
+    if not events:
+        return 0.0
+    return float(np.mean([len(set(e.pitches)) > 1 for e in events]))
+
+
+def _pattern(weights: list[float] | np.ndarray, phase: int, n: int) -> np.ndarray:
+    """Standardised metrical weights along n tatums, downbeats at tatums == phase (mod length)."""
+    tmpl = np.asarray(weights, dtype=float)
+    tmpl = (tmpl - tmpl.mean()) / tmpl.std()
+    length = len(tmpl)
+    return tmpl[(np.arange(n) - phase) % length]
+
+
+def _phase_scores(feature: np.ndarray, weights: list[float] | np.ndarray) -> np.ndarray:
+    """Correlation-like fit of a bar template at every phase."""
+    return np.array([float(np.mean(feature * _pattern(weights, p, len(feature)))) for p in range(len(weights))])
 
 
 def _best_structure(feature: np.ndarray, division: int) -> tuple[str, int, float]:
@@ -105,15 +149,63 @@ def _best_structure(feature: np.ndarray, division: int) -> tuple[str, int, float
         length, weights = METER_TEMPLATES[name]
         if len(feature) < 2 * length:
             continue
-        tmpl = np.array(weights, dtype=float)
-        tmpl = (tmpl - tmpl.mean()) / tmpl.std()
-        reps = int(math.ceil(len(feature) / length)) + 1
-        for phase in range(length):
-            pattern = np.tile(tmpl, reps)[length - phase:length - phase + len(feature)]
-            score = float(np.mean(feature * pattern)) + bonus
-            if score > best[2]:
-                best = (name, phase, score)
+        scores = _phase_scores(feature, weights)
+        phase = int(np.argmax(scores))
+        if scores[phase] + bonus > best[2]:
+            best = (name, phase, float(scores[phase]) + bonus)
     return best
+
+
+def pickup_evidence(feature: np.ndarray, weights: list[float] | np.ndarray, phase: int, phase0: int,
+                    span: tuple[int, int]) -> float:
+    """How consistently, bar by bar, phase fits the music better than phase0 (a t statistic).
+
+    Each bar-long stretch of the played span votes with its own score difference;
+    two long notes in an otherwise even melody do not make a pickup, a
+    difference repeated in most bars (accents, bass, harmonic changes, long notes
+    on the downbeats) does.
+
+    Args:
+        feature: per-tatum salience (from the tatum features).
+        weights: the bar template (metrical weight per tatum of one bar).
+        phase, phase0: the candidate and the reference downbeat phase (tatums).
+        span: (first, last + 1) tatum of the played music; only full bars in it count.
+
+    Returns:
+        mean per-bar gain of phase over phase0 divided by its standard error
+        (0 with fewer than two bars; inf when every bar gains the same).
+    """
+    length = len(weights)
+    lo, hi = span
+    diff = feature * (_pattern(weights, phase, len(feature)) - _pattern(weights, phase0, len(feature)))
+    diff = diff[lo:hi]
+    bars = len(diff) // length
+    if bars < 2:
+        return 0.0
+    per_bar = diff[:bars * length].reshape(bars, length).sum(axis=1)
+    spread = float(per_bar.std(ddof=1))
+    mean = float(per_bar.mean())
+    if spread == 0:
+        return math.inf if mean > 0 else 0.0
+    return mean / (spread / math.sqrt(bars))
+
+
+def _anchor_phase(feature: np.ndarray, weights: list[float] | np.ndarray, phase: int, first_tatums: tuple[int, int],
+                  last_tatum: int) -> int:
+    """Keep the best phase only when the evidence for a pickup is strong; else start on a downbeat.
+
+    first_tatums: the first note's tatum and the first tracked pulse at or after it
+    (they differ when the first note falls between pulses: a short anacrusis, or a
+    pulse tracked on the off-beats); the better fitting one is the default downbeat.
+    """
+    length = len(weights)
+    scores = _phase_scores(feature, weights)
+    start = max(first_tatums, key=lambda t: scores[t % length])
+    default = start % length
+    if phase % length == default:
+        return default
+    evidence = pickup_evidence(feature, weights, phase, default, (min(first_tatums), last_tatum + 1))
+    return phase if evidence >= PICKUP_MIN_EVIDENCE else default
 
 
 def _label(structure: str, tatum_bpm: float) -> tuple[str, int, float, int]:
@@ -154,17 +246,74 @@ def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s
     division = beat_division(beats_s, events)
     tatums = _tatum_times(beats_s, division)
     feature = _tatum_features(tatums, events)
-    tatum_bpm = 60.0 / float(np.median(np.diff(tatums)))
     if time_signature:
-        ts, unit, beat_q, per_bar = _label_given(time_signature, division, tatum_bpm)
-        phase = _best_phase(feature, _template(per_bar, unit, compound=beat_q == 1.5))
+        ts, unit, beat_q, per_bar = _label_given(time_signature, division, _tatum_bpm(tatums))
+        weights = _template(per_bar, unit, compound=beat_q == 1.5)
+        phase = int(np.argmax(_phase_scores(feature, weights))) if len(feature) >= len(weights) else 0
     else:
-        structure, phase, _ = _best_structure(feature, division)
-        ts, unit, beat_q, per_bar = _label(structure, tatum_bpm)
+        structure, phase, score = _best_structure(feature, division)
+        fine = _sixteenth_level(beats_s, events, division, score)
+        if fine is not None:
+            division, tatums, feature, phase = fine
+            structure = "quadruple"
+        ts, unit, beat_q, per_bar = _label(structure, _tatum_bpm(tatums))
+        weights = METER_TEMPLATES[structure][1]
+    played = np.searchsorted(tatums, [first_note_s - 0.25 * _tatum_s(tatums), _last_onset(events)])
+    first_pulse = int(math.ceil(played[0] / division) * division)
+    phase = _anchor_phase(feature, weights, phase, (int(played[0]), first_pulse), int(played[1]))
     beat_idx = np.arange(phase % unit, len(tatums), unit)
     beats = tatums[beat_idx]
     first_down = int(np.searchsorted(beat_idx, phase % (unit * per_bar)))
     return _grid_from(beats, first_down, per_bar, beat_q, ts, first_note_s)
+
+
+def _tatum_s(tatums: np.ndarray) -> float:
+    return float(np.median(np.diff(tatums))) if len(tatums) > 1 else 0.25
+
+
+def _tatum_bpm(tatums: np.ndarray) -> float:
+    return 60.0 / _tatum_s(tatums)
+
+
+def _last_onset(events: list[OnsetEvent]) -> float:
+    return max((e.time_s for e in events), default=0.0)
+
+
+def _sixteenth_share(beats_s: np.ndarray, events: list[OnsetEvent]) -> float:
+    """Share of onsets on the second or fourth sixteenth of a pulse."""
+    if not events or len(beats_s) < 2:
+        return 0.0
+    pos = np.interp([e.time_s for e in events], beats_s, np.arange(len(beats_s)))
+    frac = pos - np.floor(pos)
+    return float(np.mean((np.abs(frac - 0.25) < 0.08) | (np.abs(frac - 0.75) < 0.08)))
+
+
+def _sixteenth_level(beats_s: np.ndarray, events: list[OnsetEvent], division: int,
+                     coarse_score: float) -> tuple[int, np.ndarray, np.ndarray, int] | None:
+    """The grid in sixteenths, when that is where the metre lives (2/4 marches, rags, reels).
+
+    Running sixteenths fill every eighth of the pulse, so at the eighth level all
+    tatums look alike and no bar structure stands out; at the sixteenth level
+    the beats, their halves and the bass/harmony pattern stand out again. The
+    bar is then two pulses of sixteenths (2/4), the way such music is written,
+    rather than four beats of sixteenths (a bar of sixteen).
+
+    Returns:
+        (tatums per pulse, tatum times, features, phase) or None to keep the eighth level.
+    """
+    if division != 2:
+        return None
+    tatums = _tatum_times(beats_s, 4)
+    feature = _tatum_features(tatums, events)
+    _, weights = METER_TEMPLATES["quadruple"]
+    if len(feature) < 2 * len(weights):
+        return None
+    scores = _phase_scores(feature, weights)
+    phase = int(np.argmax(scores))
+    if (coarse_score > SIXTEENTH_LEVEL_MAX_COARSE or scores[phase] < SIXTEENTH_LEVEL_RATIO * max(coarse_score, 0.05)
+            or _sixteenth_share(beats_s, events) < SIXTEENTH_MIN_SHARE):
+        return None
+    return 4, tatums, feature, phase
 
 
 def _template(per_bar: int, unit: int, *, compound: bool) -> np.ndarray:
@@ -175,17 +324,6 @@ def _template(per_bar: int, unit: int, *, compound: bool) -> np.ndarray:
         weights[2 * unit] = 3.0
     weights[0] = 4.0
     return weights
-
-
-def _best_phase(feature: np.ndarray, weights: np.ndarray) -> int:
-    length = len(weights)
-    if len(feature) < length or weights.std() == 0:
-        return 0
-    tmpl = (weights - weights.mean()) / weights.std()
-    reps = int(math.ceil(len(feature) / length)) + 1
-    scores = [float(np.mean(feature * np.tile(tmpl, reps)[length - p:length - p + len(feature)]))
-              for p in range(length)]
-    return int(np.argmax(scores))
 
 
 def _label_given(ts: str, division: int, tatum_bpm: float) -> tuple[str, int, float, int]:
