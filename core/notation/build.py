@@ -238,7 +238,11 @@ def _m21_instrument(inst: Instrument, name: str, *, drum: bool) -> instrument.In
             # music21 stores written -> sounding; ours is sounding -> written.
             m21.transposition = interval.Interval(inst.transposition).reverse()
     m21.partName = name
+    m21.instrumentName = name
+    # music21's class abbreviations ("Fl" for any GM flute program) would label the
+    # later systems of a "Melody" staff as a flute: keep only names we chose.
     m21.partAbbreviation = None
+    m21.instrumentAbbreviation = None
     return m21
 
 
