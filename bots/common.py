@@ -17,7 +17,6 @@ from typing import Any, Mapping
 
 from stemscribe.core.errors import (
     CancelledError,
-    LimitError,
     OptionsError,
     StemscribeError,
     TransientError,

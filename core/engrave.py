@@ -1,6 +1,7 @@
 """Engraving with LilyPond: score.musicxml becomes score.ly, score.pdf and preview.png.
 
-Exports: EngraveResult, engrave, render_ly, check_ly_safety, escape_ly_string, run_sandboxed.
+Exports: EngraveResult, engrave, render_ly, escape_ly_string; re-exports
+check_ly_safety (core.lysafety), run_sandboxed and bubblewrap_available (core.sandbox).
 
 How user text is kept out of LilyPond's hands:
 
@@ -16,21 +17,17 @@ How user text is kept out of LilyPond's hands:
    Scheme expression in the final .ly and refuses anything but an allow-list of
    harmless forms (literals, quoted data, grob callbacks, a few layout calls), and
    ``\\include``. A .ly calling ``#(system ...)`` never reaches LilyPond.
-4. LilyPond runs in a fresh temporary directory, in its own process group, with a
-   wall-clock timeout, rlimits (CPU seconds, address space, file size, no core
-   dumps) and an environment holding only PATH, HOME (the temp dir) and LANG.
+4. LilyPond runs through core.sandbox: a fresh temporary directory, its own process
+   group, a wall-clock timeout, rlimits, an environment of PATH, HOME and LANG only,
+   and, where bubblewrap works, no network and a read-only system.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import os
 import re
-import resource
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -42,6 +39,8 @@ from PIL import Image
 
 from . import defaults
 from .errors import EngraveError
+from .lysafety import check_ly_safety
+from .sandbox import bubblewrap_available, run_sandboxed
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +55,7 @@ _PAPER_SIZES = {"a4", "letter"}
 #: Staff names longer than this are shortened with an ellipsis (they share the page's left indent).
 _STAFF_NAME_CHARS = 28
 #: Scheme procedures the .ly may call: musicxml2ly's layout and markup helpers, all pure.
-_ALLOWED_CALLS = {"set-global-staff-size", "set-paper-size", "rgb-color", "cons", "make-dynamic-script",
-                  "ly:make-moment", "ly:make-duration", "tuplet-number::fraction-with-notes",
-                  "tuplet-number::non-default-fraction-with-notes", "tuplet-number::append-note-wrapper"}
 #: Bare Scheme symbols the .ly may reference (directions, grob callbacks such as ly:slur::print).
-_ALLOWED_SYMBOL_RE = re.compile(r"^(UP|DOWN|LEFT|RIGHT|CENTER|(ly:)?[a-z][a-z-]*::[a-z][a-z-]*)$")
-_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$|^[+-]?\d+/\d+$")
-_DELIMITERS = set(" \t\r\n()\";")
-
-
 @dataclass(frozen=True)
 class EngraveResult:
     """Where engrave() wrote its files, how many pages the PDF has and how long it took."""
@@ -238,202 +229,6 @@ def _postprocess_ly(raw: str, texts: list[str], *, title: str, composer: str | N
     return "\n".join(preamble) + "\n" + body.lstrip()
 
 
-class _SchemeReader:
-    """Reads one Scheme datum at a time from LilyPond source, judging each as it goes."""
-
-    def __init__(self, text: str, position: int) -> None:
-        self.text, self.pos = text, position
-
-    def fail(self, what: str) -> EngraveError:
-        line = self.text.count("\n", 0, self.pos) + 1
-        return EngraveError(f"refusing to run LilyPond: {what} at line {line} of the generated .ly")
-
-    def skip_space(self) -> None:
-        while self.pos < len(self.text):
-            ch = self.text[self.pos]
-            if ch == ";":
-                end = self.text.find("\n", self.pos)
-                self.pos = len(self.text) if end == -1 else end
-            elif ch.isspace():
-                self.pos += 1
-            else:
-                return
-
-    def atom(self) -> str:
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in _DELIMITERS:
-            self.pos += 1
-        return self.text[start : self.pos]
-
-    def string(self) -> None:
-        end = self.pos + 1
-        while end < len(self.text) and self.text[end] != '"':
-            end += 2 if self.text[end] == "\\" else 1
-        if end >= len(self.text):
-            raise self.fail("unterminated Scheme string")
-        self.pos = end + 1
-
-    def datum(self, *, quoted: bool) -> None:
-        """Read a datum; unless quoted (plain data), it must be a safe expression."""
-        self.skip_space()
-        if self.pos >= len(self.text):
-            raise self.fail("Scheme expression cut off")
-        ch = self.text[self.pos]
-        if ch == '"':
-            return self.string()
-        if ch in "'`":
-            if ch == "`" and not quoted:
-                raise self.fail("Scheme quasi-quote")
-            self.pos += 1
-            return self.datum(quoted=True)
-        if ch == "(":
-            return self.list(quoted=quoted)
-        if ch == "#":
-            word = self.atom()
-            if word in {"#t", "#f"} or (word.startswith("#:") and len(word) > 2):
-                return None
-            raise self.fail(f"Scheme syntax {word[:12]!r}")
-        word = self.atom()
-        if not word:
-            raise self.fail(f"unexpected {ch!r} in Scheme")
-        if quoted or _NUMBER_RE.match(word) or _ALLOWED_SYMBOL_RE.match(word):
-            return None
-        raise self.fail(f"Scheme reference to {word[:40]!r}")
-
-    def list(self, *, quoted: bool) -> None:
-        self.pos += 1
-        self.skip_space()
-        if not quoted:
-            head = self.atom()
-            if head not in _ALLOWED_CALLS:
-                raise self.fail(f"Scheme call to {head[:40] or '(an expression)'!r}")
-        while True:
-            self.skip_space()
-            if self.pos >= len(self.text):
-                raise self.fail("unclosed Scheme list")
-            if self.text[self.pos] == ")":
-                self.pos += 1
-                return None
-            self.datum(quoted=quoted)
-
-
-def check_ly_safety(ly_text: str) -> None:
-    """Refuse LilyPond source that could run code or read files.
-
-    Every Scheme expression (after ``#`` or ``$`` outside strings and comments) must
-    be a literal, quoted data, an allowed symbol or a call from a short allow-list;
-    ``\\include`` and embedded ``#{ ... #}`` music are refused.
-
-    Raises:
-        EngraveError: naming the first unsafe construct and its line.
-    """
-    i, n = 0, len(ly_text)
-    while i < n:
-        ch = ly_text[i]
-        if ch == "%":
-            if ly_text.startswith("%{", i):
-                end = ly_text.find("%}", i + 2)
-                i = n if end == -1 else end + 2
-            else:
-                end = ly_text.find("\n", i)
-                i = n if end == -1 else end + 1
-        elif ch == '"':
-            reader = _SchemeReader(ly_text, i)
-            reader.string()
-            i = reader.pos
-        elif ch == "\\" and re.match(r"\\(include|sourcefilename|sourcefileline|maininput)\b", ly_text[i:i + 20]):
-            raise _SchemeReader(ly_text, i).fail("\\include or a source-file command")
-        elif ch in "#$":
-            if ly_text.startswith("{", i + 1):
-                raise _SchemeReader(ly_text, i).fail("embedded LilyPond in Scheme")
-            # '##t' is '#' followed by the Scheme datum '#t'; datum() reads that itself.
-            reader = _SchemeReader(ly_text, i + 1)
-            reader.datum(quoted=False)
-            i = reader.pos
-        else:
-            i += 1
-
-
-def _limits(cpu_s: int, memory_bytes: int, file_bytes: int):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
-_BWRAP_WORKDIR = "/work"
-
-
-def _bwrap_args(cwd: Path) -> list[str]:
-    """bubblewrap arguments that confine a command to ``cwd``: read-only system, no network."""
-    return [
-        "bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-        "--symlink", "usr/bin", "/bin", "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
-        "--tmpfs", "/tmp", "--bind", str(cwd), _BWRAP_WORKDIR, "--chdir", _BWRAP_WORKDIR,
-        "--unshare-all", "--die-with-parent", "--new-session",
-    ]
-
-
-@functools.lru_cache(maxsize=1)
-def bubblewrap_available() -> bool:
-    """True when bubblewrap is installed and can create namespaces here (probed once).
-
-    Containers without user namespaces refuse it; LilyPond then runs under the
-    plain POSIX confinement only, which ``run_sandboxed`` always applies.
-    """
-    if shutil.which("bwrap") is None:
-        return False
-    with tempfile.TemporaryDirectory(prefix="stemscribe-bwrap-") as tmp:
-        try:
-            probe = subprocess.run(_bwrap_args(Path(tmp)) + ["/usr/bin/true"], capture_output=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-    if probe.returncode != 0:
-        log.warning("bubblewrap cannot run here (%s); LilyPond runs with rlimits only",
-                    probe.stderr.decode("utf-8", "replace").strip()[:200])
-    return probe.returncode == 0
-
-
-def run_sandboxed(cmd: list[str], cwd: Path, *, timeout_s: float, memory_bytes: int,
-                  file_bytes: int = 256 * 1024 ** 2) -> tuple[int, str]:
-    """Run a helper (musicxml2ly, LilyPond) confined to its working directory.
-
-    The process runs in ``cwd`` with HOME there, in a new session (process group),
-    under rlimits, with an environment of PATH, HOME and LANG only. Where
-    bubblewrap works, it also runs in fresh namespaces: no network, the system
-    read-only, and ``cwd`` (seen as /work) the only writable place.
-
-    Args:
-        cmd: the command line.
-        cwd: a fresh, private working directory.
-        timeout_s: wall-clock limit; on expiry the whole process group is killed.
-        memory_bytes: address-space limit per process.
-        file_bytes: largest file a process may write.
-
-    Returns:
-        (exit status, combined stdout and stderr). A timeout gives status -9 and says so in the text.
-    """
-    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": str(cwd), "LANG": "C.UTF-8"}
-    if bubblewrap_available() and shutil.which(cmd[0], path="/usr/bin:/bin"):
-        env = {"PATH": "/usr/bin:/bin", "HOME": _BWRAP_WORKDIR, "LANG": "C.UTF-8"}
-        cmd = _bwrap_args(cwd) + cmd
-    cpu_s = max(1, math.ceil(timeout_s) + 1)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=_limits(cpu_s, memory_bytes, file_bytes))
-    try:
-        output, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        text = output.decode("utf-8", "replace")
-        return -9, text + f"\n[stemscribe] killed after the {timeout_s:g} s time limit\n"
-    return proc.returncode, output.decode("utf-8", "replace")
-
-
 def _count_pages(pdf_path: Path) -> int:
     try:
         info = subprocess.run(["pdfinfo", str(pdf_path)], capture_output=True, text=True, timeout=30)
@@ -561,3 +356,6 @@ def engrave(musicxml_path: str | os.PathLike, out_dir: str | os.PathLike, *, tit
                        log_prefix=convert_log)
     return EngraveResult(result.ly_path, result.pdf_path, result.png_path, result.pages, result.log_path,
                          time.perf_counter() - started)
+
+__all__ = ["EngraveResult", "bubblewrap_available", "check_ly_safety", "engrave", "escape_ly_string",
+           "render_ly", "run_sandboxed"]
