@@ -1,6 +1,7 @@
 """The whole job: recordings in, a folder of score files out.
 
-Exports: Limits, Toolkit, run, choose_mode, OUTPUT_FILES.
+Exports: run, choose_mode, stem_summary_line, write_performance_midi, OUTPUT_FILES;
+re-exports Limits and Toolkit (core.toolkit).
 
 ``run`` composes the stages (decode, optional separation, transcription,
 notation, engraving) and writes the files whose names are a contract that the
@@ -19,21 +20,20 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import defaults
 from .analysis import MixProfile, profile_mix
 from .audio import Audio, decode
-from .engines.registry import ModelCache, choose_engine
-from .errors import NoNotesError, OptionsError, UnavailableError
+from .engines.registry import choose_engine
+from .errors import NoNotesError, OptionsError
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
 from .notes import Note, Track
 from .options import Engine, Mode, Options
 from .progress import Reporter, Stage
+from .toolkit import Limits, Toolkit
 
 log = logging.getLogger(__name__)
 
@@ -41,87 +41,6 @@ log = logging.getLogger(__name__)
 OUTPUT_FILES: tuple[str, ...] = (
     "score.pdf", "preview.png", "score.ly", "score.musicxml", "score.mid", "notes.mid", "result.json",
 )
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps a deployment puts on one job. Defaults are core.defaults."""
-
-    max_duration_s: float = defaults.MAX_DURATION_S
-    max_duration_stems_s: float = defaults.MAX_DURATION_STEMS_S
-    max_input_bytes: int = defaults.MAX_INPUT_BYTES
-    max_files: int = defaults.MAX_MULTITRACK_FILES
-    lilypond_timeout_s: float = defaults.LILYPOND_TIMEOUT_S
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "Limits":
-        """Limits from a stemscribe.settings.Settings (duck-typed to keep core free of it)."""
-        return cls(
-            max_duration_s=float(settings.max_duration_s),
-            max_duration_stems_s=float(settings.max_duration_stems_s),
-            max_input_bytes=int(settings.max_input_bytes),
-            lilypond_timeout_s=float(settings.lilypond_timeout_s),
-        )
-
-
-@dataclass
-class Toolkit:
-    """Everything heavy a process loads once and reuses across jobs.
-
-    engines: transcription engines (ModelCache).
-    models_dir: where demucs weights live (None: separation unavailable).
-    threads: CPU threads for torch/onnxruntime (0 = library default).
-    """
-
-    engines: ModelCache = field(default_factory=ModelCache)
-    models_dir: Path | None = None
-    threads: int = 0
-    _separators: dict[str, Any] = field(default_factory=dict)
-    _model_registry: Any = None
-
-    def _registry(self) -> Any:
-        from .models import ModelRegistry
-
-        if self._model_registry is None:
-            self._model_registry = ModelRegistry(self.models_dir or _default_models_dir())
-        return self._model_registry
-
-    def separator(self, name: str) -> Any:
-        """A Separator for demucs model ``name``, loaded on first use and kept.
-
-        Raises:
-            ModelMissingError: the weights are not installed; the hint names the fix.
-        """
-        if name not in self._separators:
-            from .separate import Separator
-
-            self._separators[name] = Separator(self._registry().load(name), threads=self.threads)
-        return self._separators[name]
-
-    def require_separation(self, name: str) -> None:
-        """Cheap check (reads no weights) that model ``name`` is installed.
-
-        Raises:
-            ModelMissingError: not installed; the message names `stemscribe models fetch NAME`.
-        """
-        from .errors import ModelMissingError
-
-        if name in self._separators:
-            return
-        if not self._registry().status(name).present:
-            try:
-                self._registry().load(name)  # raises the registry's own, precise error
-            except ModelMissingError:
-                raise
-            raise ModelMissingError(f"The separation model '{name}' could not be found.")  # pragma: no cover
-
-    def separation_available(self, name: str = "htdemucs") -> bool:
-        """True when the weights for ``name`` are installed (cheap; loads nothing)."""
-        return name in self._separators or self._registry().status(name).present
-
-
-def _default_models_dir() -> Path:
-    return Path.home() / ".cache" / "stemscribe" / "models"
 
 
 class _Timer:
@@ -448,4 +367,4 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-__all__ = ["Limits", "OUTPUT_FILES", "Toolkit", "UnavailableError", "choose_mode", "run", "write_performance_midi"]
+__all__ = ["Limits", "OUTPUT_FILES", "Toolkit", "choose_mode", "run", "stem_summary_line", "write_performance_midi"]
