@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -91,7 +90,6 @@ def clip_tracks(clip: Path, meta: dict, source: str, band_mix: str, cache: Path)
     cat = meta["category"]
     parts = meta["parts"]
     gt = gt_notes(clip) if source == "gt" else None
-    stems = [Path(s).stem for s in meta.get("stems", [])]
     use_stems = cat == "ensemble" or (cat == "band-mix" and band_mix == "stems")
     if use_stems:
         tracks = []
@@ -144,6 +142,37 @@ def write_notes_mid(tracks: list[Track], path: Path) -> None:
     pm.write(str(path))
 
 
+def gt_pickup_quarters(clip: Path) -> tuple[float, float]:
+    """(pickup length, bar length) in quarters of gt.musicxml; a full first bar is no pickup."""
+    from music21 import converter, meter
+
+    part = converter.parse(str(clip / "gt.musicxml")).parts[0]
+    first = part.getElementsByClass("Measure")[0]
+    found = part.recurse().getElementsByClass(meter.TimeSignature)
+    signature = found[0] if len(found) else meter.TimeSignature("4/4")
+    bar_q = float(signature.barDuration.quarterLength)
+    length = float(first.duration.quarterLength)
+    return (0.0 if length >= bar_q - 1e-6 else length), bar_q
+
+
+def pickup_check(ours: float, gt: float, bar_q: float) -> str:
+    """"ok" when the pickup matches; "phase" when only the downbeat phase does (bar lines in
+    place, but a full bar counted as a pickup or the reverse); "wrong" when bar lines move."""
+    if abs(ours - gt) < 1e-6:
+        return "ok"
+    return "phase" if abs(((ours - gt) / bar_q) - round((ours - gt) / bar_q)) < 1e-6 else "wrong"
+
+
+def print_pickups(rows: list[tuple[str, str, float, float, float]]) -> None:
+    """Per-clip pickup and downbeat-phase table (ours vs gt.musicxml's first measure)."""
+    print(f"{'clip':44s} {'meter':>6s} {'pickup':>7s} {'gt':>5s}  check")
+    for name, ts, ours, gt, bar_q in rows:
+        print(f"{name:44s} {ts:>6s} {ours:7.2f} {gt:5.2f}  {pickup_check(ours, gt, bar_q)}")
+    right = sum(pickup_check(o, g, b) == "ok" for _, _, o, g, b in rows)
+    phased = sum(pickup_check(o, g, b) != "wrong" for _, _, o, g, b in rows)
+    print(f"pickup right: {right}/{len(rows)}   downbeat phase right: {phased}/{len(rows)}")
+
+
 def run_clip(clip: Path, out: Path, args) -> dict:
     meta = json.loads((clip / "meta.json").read_text())
     if args.source == "run":
@@ -187,10 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.clips:
         wanted = args.clips.split(",")
         clips = [c for c in clips if any(c.name.startswith(w) for w in wanted)]
+    pickups = []
     for clip in clips:
         res = run_clip(clip, out_root / clip.name, args)
         print(f"{clip.name}: {res['tempo_bpm']} {res['time_signature']} {res['key']} "
               f"pickup={res['pickup_quarters']} bars={res['bars']} {res['timings']}", file=sys.stderr)
+        pickups.append((clip.name, res["time_signature"], res["pickup_quarters"], *gt_pickup_quarters(clip)))
+    print_pickups(pickups)
+    sys.stdout.flush()
     if args.clips:
         for clip in clips:
             subprocess.run([sys.executable, str(SCORER), "--gt", str(clip), "--out", str(out_root / clip.name)])

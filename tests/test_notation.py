@@ -354,3 +354,57 @@ def test_two_voice_piano_score_engraves_without_lilypond_warnings(tmp_path):
     result = engrave(path, tmp_path / "out", title="Two voices")
     log = result.log_path.read_text()
     assert "warning" not in log.lower(), log[-2000:]
+
+
+# --------------------------------------------------------------------- downbeat phase and sub-beat pickups
+
+def test_eighth_note_pickup_in_six_eight():
+    # A jig: one eighth (D5) before eight 6/8 bars; each bar is quarter-eighth twice over a
+    # dotted-half bass note, so every downbeat has the bass and a long melody note.
+    rows = [(0.0, 0.5, 74)]
+    for bar in range(8):
+        start = 0.5 + bar * 3.0
+        rows.append((start, 3.0, [43, 50][bar % 2]))  # bass: the whole bar
+        for beat, (a, b) in enumerate(((67, 71), (74, 71))):
+            rows += [(start + 1.5 * beat, 1.0, a), (start + 1.5 * beat + 1.0, 0.5, b)]
+    notation = run([Track("Violin", "violin", perform(rows, 150))])
+    assert notation.time_signature == "6/8"
+    assert notation.pickup_quarters == 0.5
+    measures = notation.score.parts[0].getElementsByClass("Measure")
+    assert measures[0].duration.quarterLength == 0.5
+    assert (0.0, 74) in written_notes(notation) and (0.5, 43) in written_notes(notation)
+
+
+def test_one_beat_pickup_in_four_four_with_long_notes_on_downbeats():
+    # "Auld Lang Syne"-like: a quarter-note pickup, then every bar a half note on the
+    # downbeat (with the bass) and two quarters; a whole note ends the tune.
+    rows = [(0.0, 1.0, 60)]
+    tune = [(65, 64, 65), (69, 67, 65), (67, 65, 67), (69, 65, 65),
+            (69, 72, 74), (74, 72, 69), (69, 65, 67), (65, 62, 60)]
+    for bar, (a, b, c) in enumerate(tune):
+        start = 1.0 + bar * 4.0
+        rows += [(start, 2.0, a), (start + 2.0, 1.0, b), (start + 3.0, 1.0, c), (start, 4.0, [41, 36][bar % 2])]
+    rows.append((33.0, 4.0, 65))
+    rows.append((33.0, 4.0, 41))
+    notation = run([Track("Piano", "piano", perform(rows, 90))])
+    assert notation.time_signature == "4/4"
+    assert notation.pickup_quarters == 1.0
+    assert notation.score.parts[0].getElementsByClass("Measure")[0].duration.quarterLength == 1.0
+
+
+def test_a_chorale_without_pickup_does_not_get_one():
+    # Four voices in half and quarter notes starting on the downbeat; phrases end on
+    # half notes on beat 3, the last chord is a whole note on a downbeat.
+    soprano = [(67, 1), (67, 1), (69, 1), (71, 1), (72, 2), (71, 2), (69, 1), (67, 1), (66, 1), (67, 1),
+               (69, 2), (67, 2)] * 2
+    rows = []
+    for voice, shift in ((soprano, 0), (soprano, -4), (soprano, -9), (soprano, -24)):
+        at = 0.0
+        for pitch, length in voice:
+            rows.append((at, length, pitch + shift))
+            at += length
+    rows += [(at, 4.0, p) for p in (67, 62, 59, 43)]
+    notation = run([Track("Organ", "organ", perform(rows, 70))])
+    assert notation.time_signature == "4/4"
+    assert notation.pickup_quarters == 0
+    assert notation.score.parts[0].getElementsByClass("Measure")[0].duration.quarterLength == 4.0

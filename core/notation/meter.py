@@ -13,9 +13,12 @@ Two refinements keep the result musical:
 - Running sixteenths (rags, reels, marches) leave the eighth level without any
   metrical contrast; the structure is then read at the sixteenth level, where
   beats and bars stand out again, and written in 2/4.
-- The first note is a downbeat unless the music says otherwise: a pickup bar is
-  written only when the phase that implies it fits better bar after bar
-  (pickup_evidence), not because of a couple of long notes mid-phrase.
+- Bar lines fall on tracked pulses. The first pulse at or after the first note
+  is a downbeat unless the music says otherwise, so notes before it form a
+  pickup however short (notate trims it to an eighth or a sixteenth); another
+  phase is taken only when it fits better bar after bar (pickup_evidence) on
+  onset salience, bass, harmonic change and phrase ends (notes followed by a
+  long wait, the final note), not because of a couple of long notes mid-phrase.
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ MELODY_CUE_SHARE = 0.25
 #: Bar-by-bar consistency (t statistic) a phase needs over "the first note is a downbeat"
 #: before the score opens with a pickup bar.
 PICKUP_MIN_EVIDENCE = 3.5
+#: Phase-score margin within which a first note halfway between pulses keeps the downbeat.
+PHASE_TIE = 0.02
+#: Weight of phrase ends (onsets followed by a long wait) in the downbeat-phase choice.
+PHRASE_END_CUE_WEIGHT = 1.0
+#: An onset starts a phrase end when the next comes more than 2**this typical inter-onset times later
+#: (a quarter in a jig's quarter-eighth is rhythm, not a phrase end).
+PHRASE_END_OCTAVES = 1.0
+#: The last onset counts as held this many typical inter-onset times (the end of the final phrase).
+FINAL_NOTE_GAPS = 4.0
 #: The eighth-level bar fit below which the metre may live at the sixteenth level instead ...
 SIXTEENTH_LEVEL_MAX_COARSE = 0.45
 #: ... and how many times better the sixteenth-level fit must be to move there.
@@ -190,22 +202,65 @@ def pickup_evidence(feature: np.ndarray, weights: list[float] | np.ndarray, phas
     return mean / (spread / math.sqrt(bars))
 
 
-def _anchor_phase(feature: np.ndarray, weights: list[float] | np.ndarray, phase: int, first_tatums: tuple[int, int],
-                  last_tatum: int) -> int:
-    """Keep the best phase only when the evidence for a pickup is strong; else start on a downbeat.
+def _anchor_phase(feature: np.ndarray, weights: list[float] | np.ndarray, first_tatums: tuple[int, int],
+                  last_tatum: int, division: int) -> int:
+    """The downbeat phase (tatum mod bar length): the first pulse unless the music says otherwise.
 
-    first_tatums: the first note's tatum and the first tracked pulse at or after it
-    (they differ when the first note falls between pulses: a short anacrusis, or a
-    pulse tracked on the off-beats); the better fitting one is the default downbeat.
+    Bar lines go on tracked pulses (tatums that are multiples of division); the
+    phase that puts a downbeat on the first pulse at or after the first note is
+    the default, so a note before that pulse is an anacrusis, however short
+    (a first note halfway between pulses starts the bar when it fits as well).
+    Another phase is taken only when it fits better bar after bar
+    (pickup_evidence at least PICKUP_MIN_EVIDENCE).
+
+    Args:
+        feature: per-tatum salience for the phase choice.
+        weights: the bar template.
+        first_tatums: the first note's tatum and the first pulse at or after it.
+        last_tatum: the last onset's tatum.
+        division: tatums per tracked pulse.
     """
     length = len(weights)
     scores = _phase_scores(feature, weights)
-    start = max(first_tatums, key=lambda t: scores[t % length])
-    default = start % length
-    if phase % length == default:
+    note_tatum, first_pulse = first_tatums
+    default = first_pulse % length
+    if 2 * (note_tatum % division) == division and scores[note_tatum % length] >= scores[default] - PHASE_TIE:
+        # A first note halfway between pulses: the pulse may have been tracked on the
+        # off-beats (a stride bass's chords), so the first note starts the bar unless the
+        # pulse fits better.
+        default = note_tatum % length
+    aligned = [p for p in range(length) if (p - default) % division == 0 and p != default]
+    if not aligned:
         return default
-    evidence = pickup_evidence(feature, weights, phase, default, (min(first_tatums), last_tatum + 1))
+    phase = max(aligned, key=lambda p: scores[p])
+    evidence = pickup_evidence(feature, weights, phase, default, (note_tatum, last_tatum + 1))
     return phase if evidence >= PICKUP_MIN_EVIDENCE else default
+
+
+def _phrase_end_feature(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
+    """Per tatum: how strongly an onset there ends a phrase (standardised).
+
+    Phrase ends (an onset followed by a long wait for the next: a held note, a
+    fermata, a breath) fall on strong beats, downbeats most of all; the last
+    onset of the piece ends its final phrase. Measured as log2 of the time to
+    the next onset over the typical inter-onset time, less PHRASE_END_OCTAVES,
+    from 0 (an ordinary note, or a long note in a long-short rhythm) to 3.
+    """
+    n = len(tatums)
+    held = np.zeros(n)
+    if n < 2 or len(events) < 3:
+        return held
+    times = np.array([e.time_s for e in events])
+    gaps = np.diff(times)
+    typical = float(np.median(gaps))
+    gaps = np.append(gaps, FINAL_NOTE_GAPS * typical)
+    period = _tatum_s(tatums)
+    for t, gap in zip(times, gaps):
+        j = int(np.argmin(np.abs(tatums - t)))
+        if abs(tatums[j] - t) <= 0.3 * period:
+            held[j] = max(held[j], float(np.clip(np.log2(gap / typical) - PHRASE_END_OCTAVES, 0.0, 3.0)))
+    spread = held.std()
+    return (held - held.mean()) / spread if spread > 0 else np.zeros(n)
 
 
 def _label(structure: str, tatum_bpm: float) -> tuple[str, int, float, int]:
@@ -260,7 +315,8 @@ def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s
         weights = METER_TEMPLATES[structure][1]
     played = np.searchsorted(tatums, [first_note_s - 0.25 * _tatum_s(tatums), _last_onset(events)])
     first_pulse = int(math.ceil(played[0] / division) * division)
-    phase = _anchor_phase(feature, weights, phase, (int(played[0]), first_pulse), int(played[1]))
+    anchor_feature = feature + PHRASE_END_CUE_WEIGHT * _phrase_end_feature(tatums, events)
+    phase = _anchor_phase(anchor_feature, weights, (int(played[0]), first_pulse), int(played[1]), division)
     beat_idx = np.arange(phase % unit, len(tatums), unit)
     beats = tatums[beat_idx]
     first_down = int(np.searchsorted(beat_idx, phase % (unit * per_bar)))

@@ -13,7 +13,7 @@ from music21 import stream
 
 from ..errors import NoNotesError, OptionsError
 from ..instruments import INSTRUMENTS, Instrument
-from ..notes import Note, Track
+from ..notes import Track
 from ..options import Level, Options
 from ..progress import Reporter, Stage
 from . import arrange, chords as chord_mod, keys, meter, quantize, rhythm
@@ -120,7 +120,8 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
     speller = keys.Speller(tonic_pc, mode, tonic_name)
     key_text = f"{speller.tonic_name} {mode}"
     beat_q = Fraction(grid.beat_quarters).limit_denominator(4)
-    meter_ = Meter(beat_q, grid.beats_per_bar, beat_q * grid.pickup_beats, grid.time_signature)
+    qtracks, lead_q = _trim_pickup(qtracks, beat_q * grid.pickup_beats)
+    meter_ = Meter(beat_q, grid.beats_per_bar, beat_q * grid.pickup_beats - lead_q, grid.time_signature)
     report(Stage.SCORE, 0.1, "arranging")
     staves, midi_parts, want_chords = _arrange(qtracks, layout, options, warnings)
     if want_chords:
@@ -129,6 +130,7 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
         if staves:
             staves[0].chords = chord_list
     tempo_map, tempo_bpm = _tempo_map(grid, meter_, options.tempo_bpm)
+    tempo_map = [(max(0.0, at - float(lead_q)), bpm) for at, bpm in tempo_map]
     marks = _tempo_marks(tempo_map)
     report(Stage.SCORE, 0.4, "writing the score")
     score = build_score(staves, meter_, speller=speller, tempo_marks=marks, title=title,
@@ -142,6 +144,24 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
                     pickup_quarters=float(meter_.pickup_q), bars=bars, parts=parts, warnings=warnings,
                     chords=bool(want_chords), midi_parts=midi_parts,
                     beat_times_s=[float(b) for b in grid.beats_s], beat_quarters=grid.beat_quarters)
+
+
+def _trim_pickup(qtracks: list[tuple[Track, list[QNote]]], pickup_q: Fraction
+                 ) -> tuple[list[tuple[Track, list[QNote]]], Fraction]:
+    """Start a pickup bar at its first note: an eighth-note anacrusis is an eighth long.
+
+    The grid counts pickups in whole beats; the rest before the first note of the
+    pickup beat is not written (the pickup bar is as long as the notes in it).
+
+    Returns:
+        (tracks with onsets moved earlier by the lead, the lead in quarters).
+    """
+    onsets = [q.onset for _, qs in qtracks for q in qs]
+    lead = min(onsets, default=Fraction(0))
+    if pickup_q <= 0 or not 0 < lead < pickup_q:
+        return qtracks, Fraction(0)
+    moved = [(t, [QNote(q.onset - lead, q.end - lead, q.pitch, q.velocity) for q in qs]) for t, qs in qtracks]
+    return moved, lead
 
 
 def _clip0(q: QNote) -> QNote:
