@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Sequence
 
 from stemscribe import __version__
-from stemscribe.core.errors import StemscribeError, UserError
+from stemscribe.core.errors import OptionsError, StemscribeError, TransientError, UserError
 from stemscribe.core.options import Engine, Level, Mode, Options, options_from_pairs
 from stemscribe.core.progress import Reporter, Stage, overall_fraction
+from stemscribe.inputs import split_inputs
 from stemscribe.settings import Settings, load_settings
 
 log = logging.getLogger("stemscribe")
@@ -87,23 +88,6 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_transcribe)
 
 
-def _split_inputs(items: Sequence[str]) -> tuple[list[Path], str]:
-    """Separate file paths from chat-style option words (key:value that is not a file)."""
-    files, words = [], []
-    for item in items:
-        path = Path(item)
-        if path.exists() or ":" not in item or item.startswith(("/", ".")):
-            files.append(path)
-        else:
-            words.append(item)
-    return files, " ".join(_quote(w) for w in words)
-
-
-def _quote(word: str) -> str:
-    key, _, value = word.partition(":")
-    return f'{key}:"{value}"' if " " in value else word
-
-
 def options_from_args(args: argparse.Namespace, words: str) -> Options:
     """Options from chat-style words first, then explicit flags (flags win)."""
     from stemscribe.core.options import parse_options
@@ -148,7 +132,11 @@ def _cmd_transcribe(args: argparse.Namespace, settings: Settings) -> int:
     from stemscribe.core.engines.registry import ModelCache
     from stemscribe.core.pipeline import Limits, Toolkit, run
 
-    files, words = _split_inputs(args.inputs)
+    files, words = split_inputs(args.inputs)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise OptionsError(f"No such file: {', '.join(missing)}.",
+                           hint="Check the path; option words look like mode:piano.")
     options = options_from_args(args, words)
     toolkit = Toolkit(engines=ModelCache(threads=settings.torch_threads), models_dir=settings.models_path,
                       threads=settings.torch_threads)
@@ -192,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"stemscribe: {exc.message}" + (f"\n  {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 2
+    except TransientError as exc:
+        print(f"stemscribe: {exc}", file=sys.stderr)
+        return 1
     except StemscribeError as exc:
         log.error("failed: %s", exc, exc_info=args.verbose)
         print(f"stemscribe: {exc}", file=sys.stderr)

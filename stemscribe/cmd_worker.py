@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
 from stemscribe.core.errors import UserError
+from stemscribe.inputs import split_inputs
 
 #: Seconds between two status reads while `submit --wait` waits.
 WAIT_POLL_S = 0.5
@@ -68,20 +67,6 @@ def _requester():
     return Requester(platform="cli", user_id=getpass.getuser(), chat_id="cli")
 
 
-def _split_inputs(items: Sequence[str]) -> tuple[list[Path], str]:
-    """Files are existing paths (or words without a colon); the rest are option words."""
-    files, words = [], []
-    for item in items:
-        if Path(item).exists() or ":" not in item:
-            files.append(Path(item))
-        else:
-            key, _, value = item.partition(":")
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]  # quotes that reached us without a shell
-            words.append(f"{key}:{shlex.quote(value)}")
-    return files, " ".join(words)
-
-
 def _cmd_worker(args: argparse.Namespace, settings) -> int:
     from stemscribe.worker.main import run_worker
 
@@ -103,7 +88,7 @@ def _cmd_submit(args: argparse.Namespace, settings) -> int:
     if args.wait and args.out is None:
         print("stemscribe submit: --wait needs --out DIR", file=sys.stderr)
         return 2
-    paths, words = _split_inputs(args.inputs)
+    paths, words = split_inputs(args.inputs)
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise UserError(f"No such file: {', '.join(missing)}.")

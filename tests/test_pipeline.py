@@ -87,6 +87,12 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, make, expected
     assert expected in err.lower()
 
 
+def test_missing_file_is_a_user_error_not_a_traceback(tmp_path, capsys):
+    code = main(["transcribe", str(tmp_path / "nope.ogg"), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "No such file" in capsys.readouterr().err
+
+
 def test_stems_mode_without_weights_names_the_fix(melody_clip, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STEMSCRIBE_MODELS_DIR", str(tmp_path / "no-models"))
     code = main(["transcribe", str(melody_clip), "--out", str(tmp_path / "out"), "--mode", "stems"])
