@@ -59,3 +59,21 @@ def private_redis_server():
     finally:
         server.close()
 # ---------------------------------------------------------------- end redis
+
+
+# ---------------------------------------------------------------- fake-pipeline workers (bots' restart tests)
+
+@pytest.fixture
+def start_worker(redis_url, tmp_path):
+    """Factory: a real worker process whose fake jobs take `seconds`; every one stopped at the end."""
+    from helpers.worker_fakes import start_worker_process, stop_process
+
+    processes = []
+
+    def start(seconds: float):
+        processes.append(start_worker_process(redis_url, seconds=seconds, log_path=tmp_path / "worker.log"))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        stop_process(process)

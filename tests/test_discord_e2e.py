@@ -21,8 +21,10 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers.discord_fake import Call, FakeDiscord
 from helpers.discord_harness import FAST_TIMINGS, bot_settings, make_clip, restore_discord_endpoints, running_bot
+from helpers.worker_fakes import stop_process
 
 from stemscribe.worker.client import JobClient
 
@@ -46,12 +48,7 @@ def worker(redis_url, tmp_path):
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout_s=30)
         print("---- worker log (tail) ----\n" + log_path.read_text(errors="replace")[-3000:])
 
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import subprocess
 
 import pytest
 from helpers.discord_fake import FakeDiscord
 from helpers.discord_harness import FAST_TIMINGS, bot_settings, restore_discord_endpoints, running_bot
-from helpers.worker_fakes import start_worker_process, wait_for, wav_bytes
+from helpers.worker_fakes import wait_for, wav_bytes
 
 from stemscribe.worker.client import JobClient
 
@@ -33,23 +32,6 @@ def _endpoints():
         yield
 
 
-@pytest.fixture
-def start_worker(redis_url, tmp_path):
-    """Factory: a real worker process whose jobs take `seconds`; stopped at the end."""
-    processes = []
-
-    def start(seconds: float) -> subprocess.Popen:
-        processes.append(start_worker_process(redis_url, seconds=seconds, log_path=tmp_path / "worker.log"))
-        return processes[-1]
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 async def _transcribe(fake: FakeDiscord, user: dict) -> dict:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+
 from stemscribe.bots.common import STAGE_LABELS
 
 from helpers.telegram_fake import DEVSET_FLUTE, TOKEN, BotHarness, cut_clip, make_user, message_update
+from helpers.worker_fakes import stop_process
 from stemscribe.bots.common import summary_line
 from stemscribe.bots.telegram.app import build_application
 from stemscribe.settings import load_settings
@@ -47,12 +49,7 @@ def worker(redis_url, tmp_path):
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout_s=30)
         print("---- worker log (tail) ----\n" + log_path.read_text(errors="replace")[-4000:])
 
 

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from helpers.telegram_fake import TOKEN, BotHarness, make_user, message_update
-from helpers.worker_fakes import start_worker_process, wait_for, wav_bytes
+from helpers.worker_fakes import wait_for, wav_bytes
 from stemscribe.bots.telegram.app import build_application
 from stemscribe.settings import load_settings
 from stemscribe.worker.client import JobClient
@@ -44,23 +44,6 @@ def client(redis_url) -> JobClient:
     return JobClient(load_settings(env={}, redis_url=redis_url))
 
 
-@pytest.fixture
-def start_worker(redis_url, tmp_path):
-    """Factory: a real worker process whose jobs take `seconds`; stopped at the end."""
-    processes = []
-
-    def start(seconds: float) -> subprocess.Popen:
-        processes.append(start_worker_process(redis_url, seconds=seconds, log_path=tmp_path / "worker.log"))
-        return processes[-1]
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _send_recording(api) -> dict:

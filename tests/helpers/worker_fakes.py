@@ -90,6 +90,16 @@ def worker_settings(redis_url: str, **overrides) -> Settings:
     return load_settings(env={}, **values)
 
 
+def stop_process(process: subprocess.Popen, *, timeout_s: float = 20.0) -> None:
+    """SIGTERM (the graceful path), then SIGKILL if it has not exited in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def start_worker_process(redis_url: str, *, seconds: float = 0.2, burst: bool = False, log_path: Path,
                          env_extra: dict | None = None) -> subprocess.Popen:
     """Start tests/helpers/worker_proc.py (a real `stemscribe worker` around a FakePipeline)."""
