@@ -109,15 +109,19 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
                                  max_bytes=limits.max_input_bytes))
         reporter(Stage.DECODE, 1.0, None)
     duration_s = max(a.duration_s for a in audios)
+    mix = audios[0]
+    mix_mono = mix.mono().samples[0]
 
     # ---------------------------------------------------------------- mode
     profile: MixProfile | None = None
     if len(audios) == 1 and options.mode in (Mode.AUTO, Mode.SOLO, Mode.PIANO):
         with timer.stage("analyze"):
-            profile = profile_mix(audios[0].mono().samples[0], audios[0].sample_rate)
+            profile = profile_mix(mix_mono, mix.sample_rate)
     mode, reason = choose_mode(options, len(audios), profile, instrument,
                                separation_available=lambda: toolkit.separation_available(options.separator))
-    if mode is Mode.STEMS or options.stems:
+    # Multitrack inputs are separate already: stems:yes there means nothing to separate.
+    separating = mode is Mode.STEMS or (options.stems and len(audios) == 1)
+    if separating:
         toolkit.require_separation(options.separator)
     log.info("mode %s (%s)", mode, reason)
 
@@ -125,10 +129,9 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     stem_report: list[dict[str, Any]] = []
     stem_audio: dict[str, Audio] = {}
     layout: str
-    mix = audios[0]
 
     # ---------------------------------------------------------------- separate + transcribe
-    if mode is Mode.STEMS or (options.stems and len(audios) == 1):
+    if separating:
         with timer.stage("separate"):
             separator = toolkit.separator(options.separator)
             stem_audio = separator.separate(mix, reporter)
@@ -163,7 +166,8 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
             tracks, _ = route_parts(named, mix=None, models=toolkit.engines, options=options, reporter=reporter)
         else:
             layout = "solo" if mode is Mode.SOLO else "piano"
-            tracks = [_transcribe_single(mix, mode, instrument, options, profile, toolkit, reporter)]
+            tracks = [_transcribe_single(mix_mono, mix.sample_rate, mode, instrument, options,
+                                         profile, toolkit, reporter)]
     tracks = [t for t in tracks if t.notes]
     if not any(not t.is_drum for t in tracks) and not any(t.is_drum for t in tracks):
         raise NoNotesError("I couldn't hear any notes in that recording.",
@@ -175,7 +179,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     title = options.title or _title_from(inputs[0])
     with timer.stage("notate"):
         reporter(Stage.ANALYZE, 0.0, "Finding tempo, meter and key")
-        notation = notate(tracks, layout=layout, options=options, audio_mono=mix.mono().samples[0],
+        notation = notate(tracks, layout=layout, options=options, audio_mono=mix_mono,
                           sample_rate=mix.sample_rate, title=title, reporter=reporter)
         warnings.extend(notation.warnings)
         reporter(Stage.SCORE, 0.5, "Writing MusicXML and MIDI")
@@ -278,7 +282,7 @@ def stem_summary_line(verdicts: Sequence[Any]) -> str:
     return ("Separation: " + "; ".join(bits) + ".") if bits else ""
 
 
-def _transcribe_single(mix: Audio, mode: Mode, instrument: Instrument | None, options: Options,
+def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instrument: Instrument | None, options: Options,
                        profile: MixProfile | None, toolkit: Toolkit, reporter: Reporter) -> Track:
     """Transcribe one recording as one track (solo or piano reduction)."""
     if instrument is None and mode is Mode.SOLO and profile is not None:
@@ -291,13 +295,12 @@ def _transcribe_single(mix: Audio, mode: Mode, instrument: Instrument | None, op
     else:
         engine_name = choose_engine(str(options.engine), instrument, polyphonic_piano_like=piano_like)
     engine = toolkit.engines.get(engine_name)
-    samples = mix.mono().samples[0]
 
     def progress(fraction: float) -> None:
         reporter(Stage.TRANSCRIBE, fraction, None)
 
     reporter(Stage.TRANSCRIBE, 0.0, f"Listening for notes ({engine_name})")
-    notes: list[Note] = engine.transcribe(samples, mix.sample_rate,
+    notes: list[Note] = engine.transcribe(samples, sample_rate,
                                           instrument=None if mode is Mode.PIANO else instrument,
                                           progress=progress)
     name = "Piano" if mode is Mode.PIANO else instrument.name

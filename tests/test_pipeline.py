@@ -117,3 +117,10 @@ def test_multitrack_makes_one_part_per_file(tmp_path):
     names = [p["name"] for p in result["parts"]]
     assert len(names) == 2 and "Flute" in names[0] and "Cello" in names[1]
     assert [p["clef"] for p in result["parts"]] == ["treble", "bass"]
+
+
+def test_multitrack_with_stems_yes_needs_no_separation_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMSCRIBE_MODELS_DIR", str(tmp_path / "no-models"))
+    a = write_audio(tmp_path / "flute.wav", render_notes(melody_notes(pitches=(72, 74, 76, 77))))
+    b = write_audio(tmp_path / "cello.wav", render_notes(melody_notes(pitches=(48, 43, 45, 41))))
+    assert main(["transcribe", str(a), str(b), "stems:yes", "--out", str(tmp_path / "out")]) == 0
