@@ -175,6 +175,30 @@ def test_key_of_a_scale(tonic, mode, steps):
     assert detect_key(notes)[:2] == (tonic, mode)
 
 
+def test_key_fifth_neighbour_decided_by_the_degree_they_differ_on(monkeypatch):
+    """A minor-key chorale weighted towards its dominant (the 05 organ transcription's profile).
+
+    Krumhansl-Kessler alone says C# minor; but D natural and E# (the leading tone of
+    F# minor) sound and D# hardly does, so F# minor it is. The same profile with D#
+    in place of D stays in C# minor.
+    """
+    from stemscribe.core.notation import keys
+
+    weights = {1: 22, 2: 4, 3: 1, 4: 18, 5: 5, 6: 13, 8: 12, 9: 13, 11: 12}  # pitch class: percent
+    notes, t = [], Fraction(0)
+    for pc, w in weights.items():
+        for _ in range(w):
+            notes.append(QNote(t, t + Fraction(1, 2), 60 + pc))
+            t += Fraction(1, 2)
+    notes.append(QNote(t, t + 2, 61))  # a half cadence on C#, which favours C# minor
+    assert detect_key(notes)[:2] == (6, "minor")
+    monkeypatch.setattr(keys, "OUT_OF_SCALE_PENALTY", 0.0)
+    assert detect_key(notes)[:2] == (1, "minor")
+    monkeypatch.undo()
+    sharp = [QNote(n.onset, n.end, 63 if n.pitch == 62 else n.pitch) for n in notes]
+    assert detect_key(sharp)[:2] == (1, "minor")
+
+
 def test_spelling_follows_the_key():
     assert Speller(3, "major").name(63) == "E-4"  # Eb major: E flat, not D sharp
     assert Speller(9, "minor").name(68) == "G#4"  # A minor: the leading tone is G sharp

@@ -7,6 +7,8 @@ profile with rotated Krumhansl-Kessler major/minor key profiles, with a bonus
 when the lowest note of the final chord is the candidate tonic (more when the
 chord is the tonic triad): cadences say more about the key than mid-phrase;
 a bass-weighted profile and leading-tone bonuses did not help (see CLOSING_BASS_BONUS).
+The winner is then checked against its neighbours a fifth up and down, which
+the profiles confuse, by the scale degree they differ on (OUT_OF_SCALE_PENALTY).
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ ON_BEAT_WEIGHT = 1.3
 #: Larger bonuses, a bass-weighted profile and a leading-tone bonus for minor keys were
 #: tried and lost clips on the dev set (excerpts that end on IV, overtone-ridden organ notes).
 CLOSING_BASS_BONUS = 0.04
+#: Between the best key and its same-mode neighbours a fifth away, the score is the
+#: correlation minus this times the share of weight outside the key's scale (major: the
+#: seven diatonic notes; minor: natural minor plus the leading tone). The dev set gets the
+#: same keys for any value from 3 to 10 (05: C# minor -> F# minor); parallel and relative
+#: keys are never compared this way, because blues thirds and modal sevenths look "outside".
+OUT_OF_SCALE_PENALTY = 4.0
+
+_MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
 
 _KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
@@ -65,7 +76,8 @@ def detect_key(notes: list[QNote], *, beat_quarters: float = 1.0) -> tuple[int, 
     position. Each key's correlation with its Krumhansl-Kessler profile then
     gets a bonus for what a musician checks first: does the music close on the
     tonic (lowest note of the last sonority; more when that sonority is the
-    tonic triad, a Picardy third included)?
+    tonic triad, a Picardy third included)? Last, the winner and its same-mode
+    neighbours a fifth away are compared on how much weight falls outside each scale.
 
     Args:
         notes: pitched notes of every part.
@@ -81,7 +93,7 @@ def detect_key(notes: list[QNote], *, beat_quarters: float = 1.0) -> tuple[int, 
     last_on = max(n.onset for n in notes)
     last = sorted(n.pitch for n in notes if n.end > last_on - 1e-9 or n.onset == last_on)
     last_pcs = {p % 12 for p in last}
-    best = (0, "major", -np.inf)
+    scores: dict[tuple[int, str], float] = {}
     for mode in ("major", "minor"):
         prof = _profile(mode == "major")
         third = 4 if mode == "major" else 3
@@ -91,9 +103,21 @@ def detect_key(notes: list[QNote], *, beat_quarters: float = 1.0) -> tuple[int, 
             triad = {tonic, (tonic + third) % 12, (tonic + 4) % 12, (tonic + 7) % 12}
             if last[0] % 12 == tonic:
                 r += CLOSING_BASS_BONUS * (1.5 if last_pcs <= triad else 1.0)
-            if r > best[2]:
-                best = (tonic, mode, r)
-    return best[0], best[1], max(0.0, min(1.0, best[2]))
+            scores[(tonic, mode)] = r
+    best_key = max(scores, key=scores.__getitem__)
+    tonic, mode = best_key
+    # Fifth-related keys share six scale degrees and Krumhansl-Kessler's tonic and
+    # dominant weights blur them; the degree they differ on decides.
+    rivals = [best_key, ((tonic + 7) % 12, mode), ((tonic + 5) % 12, mode)]
+    chosen = max(rivals, key=lambda k: scores[k] - OUT_OF_SCALE_PENALTY * _outside_share(raw, *k))
+    return chosen[0], chosen[1], max(0.0, min(1.0, scores[chosen]))
+
+
+def _outside_share(raw: np.ndarray, tonic: int, mode: str) -> float:
+    """Share of the pitch-class weight that lies outside the key's scale."""
+    scale = _MAJOR_SCALE if mode == "major" else _MINOR_SCALE
+    inside = sum(raw[(tonic + d) % 12] for d in scale)
+    return float(1.0 - inside / (raw.sum() + 1e-9))
 
 
 def _weighted_histogram(notes: list[QNote], beat_quarters: float) -> np.ndarray:
