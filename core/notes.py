@@ -33,7 +33,8 @@ class Track:
     name: the part's display name ("Piano", "Bass", "Violin 1").
     instrument: a key of stemscribe.core.instruments.INSTRUMENTS.
     source: where the audio came from: "mix", "stem:bass", "file:bass.wav".
-    engine: which engine produced the notes ("basic-pitch", "transkun", "drums").
+    engine: which engine produced the notes ("basic-pitch", "transkun", "fusion" (the two
+        merged, for piano reductions of mixes), "drums").
     """
 
     name: str

@@ -31,7 +31,7 @@ from .engines.registry import choose_engine
 from .errors import NoNotesError, OptionsError
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
 from .notes import Note, Track
-from .options import Engine, Mode, Options
+from .options import Mode, Options
 from .progress import Reporter, Stage
 from .toolkit import Limits, Toolkit
 
@@ -289,19 +289,20 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
         instrument = INSTRUMENTS[profile.guess_instrument()]
     if instrument is None:
         instrument = INSTRUMENTS["piano"]
+    reduction = mode is Mode.PIANO
     piano_like = mode is Mode.SOLO and (instrument.family == "keyboard")
-    if mode is Mode.PIANO:
-        engine_name = "basic-pitch" if options.engine is Engine.AUTO else str(options.engine)
-    else:
-        engine_name = choose_engine(str(options.engine), instrument, polyphonic_piano_like=piano_like)
+    # A piano reduction takes every instrument of the mix, so the named one plays no part in the choice.
+    engine_name = choose_engine(str(options.engine), None if reduction else instrument,
+                                polyphonic_piano_like=piano_like, mix_reduction=reduction)
     engine = toolkit.engines.get(engine_name)
 
     def progress(fraction: float) -> None:
         reporter(Stage.TRANSCRIBE, fraction, None)
 
-    reporter(Stage.TRANSCRIBE, 0.0, f"Listening for notes ({engine_name})")
+    label = "basic-pitch + transkun" if engine_name == "fusion" else engine_name
+    reporter(Stage.TRANSCRIBE, 0.0, f"Listening for notes ({label})")
     notes: list[Note] = engine.transcribe(samples, sample_rate,
-                                          instrument=None if mode is Mode.PIANO else instrument,
+                                          instrument=None if reduction else instrument,
                                           progress=progress)
     name = "Piano" if mode is Mode.PIANO else instrument.name
     key = "piano" if mode is Mode.PIANO else instrument.key

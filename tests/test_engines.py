@@ -317,3 +317,17 @@ def test_transkun_on_devset_piano_with_a_silent_lead_in(models):
     assert _f1((iv + 3.0, p), notes, 11.0) >= 0.9
     assert not [n for n in notes if n.start_s < 2.9]
     assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+def test_organ_octave_ghosts_are_dropped_and_piano_octaves_kept():
+    from stemscribe.core.engines.transkun import drop_octave_ghosts
+    from stemscribe.core.instruments import INSTRUMENTS
+    from stemscribe.core.notes import Note
+
+    chord = [Note(1.0, 2.0, 48, 80), Note(1.01, 2.0, 60, 82), Note(1.02, 2.0, 64, 70),  # C3 + its octave ghost
+             Note(1.0, 2.0, 76, 60),  # E5: an octave over E4, same attack -> ghost too
+             Note(2.5, 3.0, 72, 80), Note(2.5, 3.0, 55, 80)]  # C5 over G3: no octave below, kept
+    late = [Note(3.0, 4.0, 50, 80), Note(3.2, 4.0, 62, 80)]  # a later octave is a new note
+    kept = drop_octave_ghosts(chord + late)
+    assert sorted(n.pitch for n in kept) == [48, 50, 55, 62, 64, 72]
+    assert INSTRUMENTS["organ"].octave_ghosts and not INSTRUMENTS["piano"].octave_ghosts

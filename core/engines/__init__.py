@@ -5,6 +5,7 @@ Exports: TranscriptionEngine, ModelCache, choose_engine, ENGINE_NAMES.
 Engines (each module imports its heavy libraries only when loaded):
   basic_pitch.BasicPitchEngine  any pitched instrument (onnxruntime, nmp.onnx)
   transkun.TranskunEngine       piano and other keyboards (torch, no torchaudio)
+  fusion.FusionEngine           a full mix for a piano reduction: the two above, merged
   drums.DrumEngine              drum kit -> General MIDI percussion keys
 Get them through registry.ModelCache, which loads each once and reuses it.
 """

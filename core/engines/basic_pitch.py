@@ -7,7 +7,9 @@ package's MIDI is always 120 bpm; we only want seconds). Windows of 2 s overlap
 so that their kept centres tile the signal exactly, and are batched through one
 InferenceSession per engine. Notes are decoded with basic-pitch's own
 ``output_to_notes_polyphonic``; for monophonic instruments a clean-up keeps one
-note at a time.
+note at a time. Repeated notes of one pitch are then checked against the audio
+(reattack.py): re-attacks the decoder merged are split, fragments it split with
+no re-attack between them are merged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from ..instruments import Instrument
 from ..notes import Note
 from .base import ProgressFn, clamp_velocity, report_progress, resample_mono, sort_notes
+from .reattack import HarmonicSpectrum, refine_repeats
 
 #: Sample rate the model was trained at.
 MODEL_SAMPLE_RATE_HZ = 22050
@@ -90,6 +93,8 @@ class BasicPitchParams:
     low / high: MIDI pitch range kept.
     melodia: basic-pitch's "melodia trick" (extra notes from sustained frame energy).
     monophonic: keep one note at a time (melody instruments).
+    repeats: split re-attacked and merge fragmented same-pitch notes from the
+        audio (reattack.refine_repeats; transcribe() only, decode() has no audio).
     """
 
     onset_threshold: float = 0.6
@@ -99,6 +104,7 @@ class BasicPitchParams:
     high: int = 108
     melodia: bool = True
     monophonic: bool = False
+    repeats: bool = True
 
 
 #: Per instrument family; tuned on the dev set's solo clips and perfect stems
@@ -170,7 +176,10 @@ class BasicPitchEngine:
         Returns:
             (frames, onsets), each float32 of shape (n_frames, 88), pitch 21 first.
         """
-        x = resample_mono(samples_mono, sample_rate, MODEL_SAMPLE_RATE_HZ)
+        return self._activations(resample_mono(samples_mono, sample_rate, MODEL_SAMPLE_RATE_HZ), progress)
+
+    def _activations(self, x: np.ndarray, progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray]:
+        """activations() of float32 mono audio already at MODEL_SAMPLE_RATE_HZ."""
         n_frames = int(np.ceil(len(x) / FRAME_HOP_SAMPLES))
         hop = KEPT_FRAMES * FRAME_HOP_SAMPLES
         n_windows = max(1, int(np.ceil(n_frames / KEPT_FRAMES)))
@@ -212,11 +221,36 @@ class BasicPitchEngine:
         Returns:
             Notes in seconds of the input, sorted by start.
         """
-        p = params or params_for(instrument)
-        frames, onsets = self.activations(samples_mono, sample_rate, progress)
-        notes = self.decode(frames, onsets, p)
+        notes, _, _ = self.transcribe_with_activations(samples_mono, sample_rate, instrument=instrument,
+                                                       progress=progress, params=params)
         report_progress(progress, 1.0)
         return notes
+
+    def transcribe_with_activations(
+        self,
+        samples_mono: np.ndarray,
+        sample_rate: int,
+        *,
+        instrument: Instrument | None = None,
+        progress: ProgressFn | None = None,
+        params: BasicPitchParams | None = None,
+    ) -> tuple[list[Note], np.ndarray, np.ndarray]:
+        """transcribe(), also returning the activations the notes came from.
+
+        For callers that weigh the notes against the model's posteriors (the
+        fusion engine) without running the model twice.
+
+        Returns:
+            (notes, frames, onsets); frames and onsets as from activations().
+        """
+        p = params or params_for(instrument)
+        x = resample_mono(samples_mono, sample_rate, MODEL_SAMPLE_RATE_HZ)
+        frames, onsets = self._activations(x, progress)
+        notes = self.decode(frames, onsets, p)
+        if p.repeats and notes:
+            spectrum = HarmonicSpectrum(x, MODEL_SAMPLE_RATE_HZ, hop=FRAME_HOP_SAMPLES)
+            notes = refine_repeats(notes, spectrum, onsets, lowest_pitch=MODEL_LOWEST_PITCH)
+        return notes, frames, onsets
 
     def decode(self, frames: np.ndarray, onsets: np.ndarray, p: BasicPitchParams) -> list[Note]:
         """Turn model activations into notes with basic-pitch's polyphonic decoder.

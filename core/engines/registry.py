@@ -4,43 +4,56 @@ Exports: ModelCache, choose_engine, ENGINE_NAMES.
 
 Models are heavy (transkun's checkpoint, the basic-pitch ONNX session); a worker
 keeps one ModelCache for its lifetime and passes it to every job, so nothing is
-reloaded per job (STYLE.md: "Models are loaded once per worker process").
+reloaded per job (STYLE.md: "Models are loaded once per worker process"). The
+"fusion" engine loads no model of its own: it runs the cache's basic-pitch and
+transkun instances, so preloading those two warms it.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable
+from typing import Callable, Iterable, cast
 
 from ..errors import OptionsError
 from ..instruments import Instrument
 from .base import TranscriptionEngine
 
-#: Engine names accepted by ModelCache.get and the ``engine:`` option (plus "auto").
-ENGINE_NAMES: tuple[str, ...] = ("basic-pitch", "transkun", "drums")
+#: Engine names accepted by ModelCache.get. The ``engine:`` option takes "auto",
+#: "basic-pitch" and "transkun"; "fusion" (both merged) is auto's choice for piano
+#: reductions of mixes, "drums" for drum parts.
+ENGINE_NAMES: tuple[str, ...] = ("basic-pitch", "transkun", "fusion", "drums")
 
 
-def _load_basic_pitch(threads: int) -> TranscriptionEngine:
+def _load_basic_pitch(cache: ModelCache) -> TranscriptionEngine:
     from .basic_pitch import BasicPitchEngine
 
-    return BasicPitchEngine(threads=threads)
+    return BasicPitchEngine(threads=cache.threads)
 
 
-def _load_transkun(threads: int) -> TranscriptionEngine:
+def _load_transkun(cache: ModelCache) -> TranscriptionEngine:
     from .transkun import TranskunEngine
 
-    return TranskunEngine(threads=threads)
+    return TranskunEngine(threads=cache.threads)
 
 
-def _load_drums(threads: int) -> TranscriptionEngine:
+def _load_fusion(cache: ModelCache) -> TranscriptionEngine:
+    from .basic_pitch import BasicPitchEngine
+    from .fusion import FusionEngine
+    from .transkun import TranskunEngine
+
+    return FusionEngine(cast(BasicPitchEngine, cache.get("basic-pitch")), cast(TranskunEngine, cache.get("transkun")))
+
+
+def _load_drums(cache: ModelCache) -> TranscriptionEngine:
     from .drums import DrumEngine
 
     return DrumEngine()
 
 
-_LOADERS: dict[str, Callable[[int], TranscriptionEngine]] = {
+_LOADERS: dict[str, Callable[[ModelCache], TranscriptionEngine]] = {
     "basic-pitch": _load_basic_pitch,
     "transkun": _load_transkun,
+    "fusion": _load_fusion,
     "drums": _load_drums,
 }
 
@@ -81,7 +94,7 @@ class ModelCache:
         with self._locks[name]:
             engine = self._engines.get(name)
             if engine is None:
-                engine = _LOADERS[name](self.threads)
+                engine = _LOADERS[name](self)
                 self.load_counts[name] += 1
                 self._engines[name] = engine
         return engine
@@ -105,14 +118,16 @@ class ModelCache:
 
 
 def choose_engine(engine_option: str, instrument: Instrument | None, *,
-                  polyphonic_piano_like: bool = False) -> str:
+                  polyphonic_piano_like: bool = False, mix_reduction: bool = False) -> str:
     """Pick the engine for one part.
 
     Args:
         engine_option: the user's ``engine:`` value: "auto", "basic-pitch" or "transkun".
         instrument: the part's instrument, when known.
         polyphonic_piano_like: the caller judged the material to be piano-like
-            (e.g. piano mode on a full mix).
+            (e.g. a solo keyboard recording).
+        mix_reduction: the part is a whole mix of several instruments reduced to
+            piano; auto then merges basic-pitch and transkun ("fusion").
 
     Returns:
         An engine name from ENGINE_NAMES. Drums always get "drums", whatever was asked.
@@ -128,6 +143,8 @@ def choose_engine(engine_option: str, instrument: Instrument | None, *,
     if option != "auto":
         raise OptionsError(f"I don't know the transcription engine '{engine_option}'.",
                            hint="Use engine:auto, engine:basic-pitch or engine:transkun.")
+    if mix_reduction:
+        return "fusion"
     if polyphonic_piano_like or (instrument is not None and instrument.family == "keyboard"):
         return "transkun"
     return "basic-pitch"
