@@ -18,6 +18,7 @@ test-fast:        ## skip the tests that run real models on clips
 
 bench:            ## dev-set benchmark: quality + timings vs plain basic-pitch (see README)
 	$(PY) bench/run_devset.py
+	$(PY) bench/gt_check.py
 
 clean:
 	rm -rf out bench/results .pytest_cache
