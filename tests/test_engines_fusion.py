@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from stemscribe.core.engines import registry
-from stemscribe.core.engines.fusion import FusionEngine, FusionParams, Posteriors, fuse_notes, match_notes
+from stemscribe.core.engines.fusion import FusionEngine, FusionParams, Posteriors, fuse_notes, match_notes, rise_onset
+from stemscribe.core.engines.reattack import HarmonicSpectrum
 from stemscribe.core.instruments import INSTRUMENTS
 from stemscribe.core.notes import Note
 
@@ -112,6 +113,59 @@ def test_posteriors_read_silence_outside_pitches_and_frames():
     assert view.onset_peak(109, 0.2, 0.4) == 0.0       # above them
     with pytest.raises(ValueError):
         Posteriors(frames, onsets[:10])
+
+
+# --------------------------------------------------------------------------- onset refinement
+
+SR = 22050
+HOP = 256
+
+
+def slow_attack_tone(pitch: int, onset_s: float, attack_s: float, seconds: float = 2.0) -> np.ndarray:
+    """A harmonic tone (4 partials) silent before ``onset_s``, rising linearly in amplitude over ``attack_s``."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    tone = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 5))
+    gain = np.clip((t - onset_s) / attack_s, 0.0, 1.0)
+    return (0.3 * gain * tone).astype(np.float32)
+
+
+def test_rise_onset_moves_a_late_onset_back_to_the_rise_of_its_harmonics():
+    # A bowed-like 150 ms attack from 1.0 s; the model fired near its top, at 1.13 s.
+    spectrum = HarmonicSpectrum(slow_attack_tone(60, 1.0, 0.15), SR, hop=HOP)
+    refined = rise_onset(spectrum, 60, 1.13)
+    assert 0.98 <= refined <= 1.06
+    # A tone already at full strength (a steady envelope) gives no rise: the onset stays.
+    steady = HarmonicSpectrum(slow_attack_tone(60, 0.0, 0.01), SR, hop=HOP)
+    assert rise_onset(steady, 60, 1.13) == pytest.approx(1.13, abs=1.5 / steady.frame_rate)
+
+
+def test_rise_onset_never_moves_later_and_keeps_notes_outside_the_signal():
+    spectrum = HarmonicSpectrum(slow_attack_tone(60, 1.0, 0.01), SR, hop=HOP)
+    assert rise_onset(spectrum, 60, 1.0) <= 1.0
+    assert rise_onset(spectrum, 60, 0.5) == 0.5             # before the tone: nothing rises into it
+    assert rise_onset(spectrum, 60, 5.0) == 5.0             # past the end
+    silent = HarmonicSpectrum(np.zeros(SR, np.float32), SR, hop=HOP)
+    assert rise_onset(silent, 60, 0.5) == 0.5
+
+
+def test_fusion_refines_only_unconfirmed_basic_pitch_onsets():
+    fps = SR / HOP
+    audio = slow_attack_tone(60, 1.0, 0.15) + slow_attack_tone(67, 1.0, 0.15)
+    spectrum = HarmonicSpectrum(audio, SR, hop=HOP)
+    frames = np.zeros((int(2 * fps), 88), np.float32)
+    onsets = np.zeros_like(frames)
+    for pitch in (60, 67):
+        frames[int(1.1 * fps):int(1.8 * fps), pitch - LOW] = 0.8
+        onsets[int(round(1.13 * fps)), pitch - LOW] = 0.9
+    view = Posteriors(frames, onsets)
+    tk = [Note(1.1, 1.8, 67, 70)]                           # confirms the G (transkun's onset wins)
+    bp = [Note(1.13, 1.8, 60, 90), Note(1.13, 1.8, 67, 90)]
+    notes = {n.pitch: n for n in fuse_notes(tk, bp, view, FusionParams(), spectrum)}
+    assert notes[67].start_s == 1.1
+    assert 0.98 <= notes[60].start_s <= 1.06
+    unrefined = {n.pitch: n for n in fuse_notes(tk, bp, view, FusionParams())}
+    assert unrefined[60].start_s == 1.13
 
 
 # --------------------------------------------------------------------------- engine wiring
