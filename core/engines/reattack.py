@@ -77,6 +77,10 @@ class RepeatParams:
     window_s: float = 0.07
 
 
+#: Frames per block of the STFT (bounds its working memory to ~35 MB at n_fft 1024).
+_STFT_BLOCK_FRAMES = 4096
+
+
 class HarmonicSpectrum:
     """One complex STFT of a recording, read per note at its harmonics.
 
@@ -101,12 +105,13 @@ class HarmonicSpectrum:
         self.n_frames = int(np.ceil(len(x) / hop)) if len(x) else 0
         padded = np.zeros(self.n_fft + self.n_frames * hop, dtype=np.float32)
         padded[self.n_fft // 2:self.n_fft // 2 + len(x)] = x
-        if self.n_frames:
-            frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft)[::hop][:self.n_frames]
-            window = np.hanning(self.n_fft).astype(np.float32)
-            self.spec = scipy.fft.rfft(frames * window, axis=1).astype(np.complex64, copy=False)
-        else:
-            self.spec = np.zeros((0, self.n_fft // 2 + 1), dtype=np.complex64)
+        self.spec = np.zeros((self.n_frames, self.n_fft // 2 + 1), dtype=np.complex64)
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft)[::hop][:self.n_frames]
+        window = np.hanning(self.n_fft).astype(np.float32)
+        # In blocks, so that a 10-minute recording needs the spectrum (~210 MB) and
+        # little more, not a windowed copy of every frame besides.
+        for b in range(0, self.n_frames, _STFT_BLOCK_FRAMES):
+            self.spec[b:b + _STFT_BLOCK_FRAMES] = scipy.fft.rfft(frames[b:b + _STFT_BLOCK_FRAMES] * window, axis=1)
 
     @property
     def frame_rate(self) -> float:
