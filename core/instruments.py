@@ -28,6 +28,8 @@ class Instrument:
     family: "keyboard", "strings", "winds", "brass", "voice", "guitar", "bass", "drums".
     octave_ghosts: its tone sounds strong pitches an octave up (an organ's 4' stops and
         couplers), which a piano model writes as extra notes (engines drop them).
+    held_tone: a keyboard whose tone holds at full level while the key is down (organ);
+        a piano model ends its notes early, so the "organ" engine holds them.
     """
 
     key: str
@@ -42,13 +44,14 @@ class Instrument:
     aliases: tuple[str, ...] = ()
     polyphonic: bool = False
     octave_ghosts: bool = False
+    held_tone: bool = False
 
 
 _ALL = (
     Instrument("piano", "Piano", 0, "grand", 21, 108, "keyboard", engine="transkun",
                aliases=("keys", "keyboard", "grand-piano", "epiano"), polyphonic=True),
     Instrument("organ", "Organ", 19, "grand", 24, 96, "keyboard", engine="transkun",
-               aliases=("church-organ", "harmonium"), polyphonic=True, octave_ghosts=True),
+               aliases=("church-organ", "harmonium"), polyphonic=True, octave_ghosts=True, held_tone=True),
     Instrument("guitar", "Guitar", 24, "treble_8", 40, 88, "guitar",
                aliases=("acoustic-guitar", "classical-guitar", "electric-guitar", "gtr"), polyphonic=True),
     Instrument("bass", "Bass", 33, "bass_8", 28, 67, "bass",

@@ -34,7 +34,7 @@ class Track:
     instrument: a key of stemscribe.core.instruments.INSTRUMENTS.
     source: where the audio came from: "mix", "stem:bass", "file:bass.wav".
     engine: which engine produced the notes ("basic-pitch", "transkun", "fusion" (the two
-        merged, for piano reductions of mixes), "drums").
+        merged, for piano reductions of mixes), "organ" (transkun held by basic-pitch), "drums").
     """
 
     name: str

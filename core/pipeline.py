@@ -299,7 +299,7 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
     def progress(fraction: float) -> None:
         reporter(Stage.TRANSCRIBE, fraction, None)
 
-    label = "basic-pitch + transkun" if engine_name == "fusion" else engine_name
+    label = "basic-pitch + transkun" if engine_name in ("fusion", "organ") else engine_name
     reporter(Stage.TRANSCRIBE, 0.0, f"Listening for notes ({label})")
     notes: list[Note] = engine.transcribe(samples, sample_rate,
                                           instrument=None if reduction else instrument,

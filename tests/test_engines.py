@@ -69,7 +69,8 @@ def matched(expected: list[tuple[float, int]], notes: list[Note], tol_s: float =
 
 def test_choose_engine_routes_by_instrument_and_option():
     assert registry.choose_engine("auto", INSTRUMENTS["piano"]) == "transkun"
-    assert registry.choose_engine("auto", INSTRUMENTS["organ"]) == "transkun"
+    assert registry.choose_engine("auto", INSTRUMENTS["organ"]) == "organ"
+    assert registry.choose_engine("transkun", INSTRUMENTS["organ"]) == "transkun"
     assert registry.choose_engine("auto", INSTRUMENTS["flute"]) == "basic-pitch"
     assert registry.choose_engine("auto", None) == "basic-pitch"
     assert registry.choose_engine("auto", None, polyphonic_piano_like=True) == "transkun"
@@ -331,3 +332,45 @@ def test_organ_octave_ghosts_are_dropped_and_piano_octaves_kept():
     kept = drop_octave_ghosts(chord + late)
     assert sorted(n.pitch for n in kept) == [48, 50, 55, 62, 64, 72]
     assert INSTRUMENTS["organ"].octave_ghosts and not INSTRUMENTS["piano"].octave_ghosts
+
+
+def test_held_notes_last_while_their_pitch_sounds():
+    from stemscribe.core.engines.fusion import Posteriors
+    from stemscribe.core.engines.held import HoldParams, hold_notes
+    from stemscribe.core.notes import Note
+
+    fps = 100.0
+    frames = np.zeros((400, 88), np.float32)
+    frames[100:190, 60 - 21] = 0.9   # C4 sounds 1.0..1.9 s, though transkun ended it at 1.1 s
+    frames[200:400, 64 - 21] = 0.9   # E4 sounds on through a re-strike at 2.5 s
+    frames[300:310, 67 - 21] = 0.9   # G4 sounds 0.1 s after its onset: not shorter than transkun's 0.5 s
+    post = Posteriors(frames, np.zeros_like(frames), frames_per_s=fps)
+    notes = [Note(1.0, 1.1, 60, 80), Note(2.0, 2.05, 64, 80), Note(2.5, 2.6, 64, 80), Note(3.0, 3.5, 67, 80),
+             Note(2.0, 2.02, 48, 80)]
+    held = {(n.pitch, n.start_s): n.end_s for n in hold_notes(notes, post, HoldParams(snap_s=0.15))}
+    assert held[(60, 1.0)] == pytest.approx(2.0)   # 1.9 s, snapped onto the next chord at 2.0 s
+    assert held[(64, 2.0)] == pytest.approx(2.5)   # held up to its own re-strike
+    assert held[(64, 2.5)] == pytest.approx(4.0)   # to the end of the recording: no onset near to snap to
+    assert held[(67, 3.0)] == pytest.approx(3.5)
+    assert held[(48, 2.0)] == pytest.approx(2.02)  # nothing heard at C3: left as transkun wrote it
+
+
+@needs_devset
+@pytest.mark.slow
+def test_organ_engine_holds_the_chorale_notes(models):
+    import mir_eval
+
+    y, (iv, p) = _excerpt("05", "audio.*", None, 10.0)
+    organ = INSTRUMENTS["organ"]
+    plain = models.get("transkun").transcribe(y, 44100, instrument=organ)
+    held = models.get("organ").transcribe(y, 44100, instrument=organ)
+
+    def length_ratio(notes):
+        est = np.array([(n.start_s, n.end_s) for n in notes])
+        pairs = mir_eval.transcription.match_notes(iv, mir_eval.util.midi_to_hz(p), est,
+                                                   mir_eval.util.midi_to_hz(np.array([n.pitch for n in notes])),
+                                                   onset_tolerance=0.05, offset_ratio=None)
+        return float(np.median([(est[j, 1] - est[j, 0]) / (iv[i, 1] - iv[i, 0]) for i, j in pairs]))
+
+    assert [(n.start_s, n.pitch) for n in held] == [(n.start_s, n.pitch) for n in plain]  # same notes
+    assert length_ratio(plain) < 0.3 and 0.7 < length_ratio(held) < 1.4

@@ -224,10 +224,12 @@ def test_auto_reduces_mixes_with_fusion_and_explicit_engines_stay():
     assert "fusion" in registry.ENGINE_NAMES
 
 
-def test_model_cache_builds_fusion_from_its_own_engines():
+def test_model_cache_builds_fusion_and_organ_from_its_own_engines():
     cache = registry.ModelCache(threads=1)
     fusion = cache.get("fusion")
     assert fusion.name == "fusion"
     assert fusion.basic_pitch is cache.get("basic-pitch") and fusion.transkun is cache.get("transkun")
     assert cache.get("fusion") is fusion
-    assert cache.load_counts == {"basic-pitch": 1, "transkun": 1, "fusion": 1, "drums": 0}
+    organ = cache.get("organ")
+    assert organ.name == "organ" and organ.basic_pitch is fusion.basic_pitch and organ.transkun is fusion.transkun
+    assert cache.load_counts == {"basic-pitch": 1, "transkun": 1, "fusion": 1, "organ": 1, "drums": 0}

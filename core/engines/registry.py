@@ -5,8 +5,8 @@ Exports: ModelCache, choose_engine, ENGINE_NAMES.
 Models are heavy (transkun's checkpoint, the basic-pitch ONNX session); a worker
 keeps one ModelCache for its lifetime and passes it to every job, so nothing is
 reloaded per job (STYLE.md: "Models are loaded once per worker process"). The
-"fusion" engine loads no model of its own: it runs the cache's basic-pitch and
-transkun instances, so preloading those two warms it.
+"fusion" and "organ" engines load no model of their own: they run the cache's
+basic-pitch and transkun instances, so preloading those two warms them.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from .base import TranscriptionEngine
 
 #: Engine names accepted by ModelCache.get. The ``engine:`` option takes "auto",
 #: "basic-pitch" and "transkun"; "fusion" (both merged) is auto's choice for piano
-#: reductions of mixes, "drums" for drum parts.
-ENGINE_NAMES: tuple[str, ...] = ("basic-pitch", "transkun", "fusion", "drums")
+#: reductions of mixes, "organ" (transkun's notes held as long as basic-pitch hears
+#: them) for held-tone keyboards, "drums" for drum parts.
+ENGINE_NAMES: tuple[str, ...] = ("basic-pitch", "transkun", "fusion", "organ", "drums")
 
 
 def _load_basic_pitch(cache: ModelCache) -> TranscriptionEngine:
@@ -44,6 +45,14 @@ def _load_fusion(cache: ModelCache) -> TranscriptionEngine:
     return FusionEngine(cast(BasicPitchEngine, cache.get("basic-pitch")), cast(TranskunEngine, cache.get("transkun")))
 
 
+def _load_organ(cache: ModelCache) -> TranscriptionEngine:
+    from .basic_pitch import BasicPitchEngine
+    from .held import HeldToneEngine
+    from .transkun import TranskunEngine
+
+    return HeldToneEngine(cast(BasicPitchEngine, cache.get("basic-pitch")), cast(TranskunEngine, cache.get("transkun")))
+
+
 def _load_drums(cache: ModelCache) -> TranscriptionEngine:
     from .drums import DrumEngine
 
@@ -54,6 +63,7 @@ _LOADERS: dict[str, Callable[[ModelCache], TranscriptionEngine]] = {
     "basic-pitch": _load_basic_pitch,
     "transkun": _load_transkun,
     "fusion": _load_fusion,
+    "organ": _load_organ,
     "drums": _load_drums,
 }
 
@@ -145,6 +155,8 @@ def choose_engine(engine_option: str, instrument: Instrument | None, *,
                            hint="Use engine:auto, engine:basic-pitch or engine:transkun.")
     if mix_reduction:
         return "fusion"
+    if instrument is not None and instrument.held_tone:
+        return "organ"
     if polyphonic_piano_like or (instrument is not None and instrument.family == "keyboard"):
         return "transkun"
     return "basic-pitch"
