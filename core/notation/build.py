@@ -283,19 +283,25 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
                 if index == 0 and at > 0 and bar_s <= at < bar_e:
                     m.insert(float(at - bar_s), _metronome(bpm, meter_))
             voices = st.voices or [[]]
-            filled = [_fill_voice(v, bar_s, bar_e, meter_, downbeat, speller, drum=st.is_drum,
-                                  full_rest=(i == 0)) for i, v in enumerate(voices)]
-            filled = [f for f in filled if f]
+            # A voice with nothing to play in this bar is left out (no whole rest over the
+            # other voice's notes); a bar where no voice plays gets one whole-bar rest.
+            filled = [(i, f) for i, v in enumerate(voices)
+                      if (f := _fill_voice(v, bar_s, bar_e, meter_, downbeat, speller, drum=st.is_drum,
+                                           full_rest=False))]
+            if not filled:
+                filled = [(0, _fill_voice([], bar_s, bar_e, meter_, downbeat, speller, drum=st.is_drum,
+                                          full_rest=True))]
             if len(filled) > 1:
-                _set_voice_directions(filled)
+                _set_voice_directions([f for _, f in filled])
             first_voice = voice_base.get(index, 0) + 1
-            # Staves of a grand staff always carry explicit voices: music21 renumbers the
-            # lower staff's voices when the upper one has none, which would break ties
-            # and voice continuity from bar to bar.
+            # Staves of a grand staff always carry explicit voices, numbered by the voice
+            # they are (not by their place in this bar): music21 renumbers the lower staff's
+            # voices when the upper one has none, which would break ties and voice
+            # continuity from bar to bar.
             if len(filled) == 1 and not st.group:
-                _append(m, filled[0])
+                _append(m, filled[0][1])
             else:
-                for i, elements in enumerate(filled):
+                for i, elements in filled:
                     v = stream.Voice(id=str(first_voice + i))
                     _append(v, elements)
                     m.insert(0, v)
