@@ -221,7 +221,7 @@ class BasicPitchEngine:
         Returns:
             Notes in seconds of the input, sorted by start.
         """
-        notes, _, _ = self.transcribe_with_activations(samples_mono, sample_rate, instrument=instrument,
+        notes, _, _, _ = self.transcribe_with_activations(samples_mono, sample_rate, instrument=instrument,
                                                        progress=progress, params=params)
         report_progress(progress, 1.0)
         return notes
@@ -234,23 +234,26 @@ class BasicPitchEngine:
         instrument: Instrument | None = None,
         progress: ProgressFn | None = None,
         params: BasicPitchParams | None = None,
-    ) -> tuple[list[Note], np.ndarray, np.ndarray]:
-        """transcribe(), also returning the activations the notes came from.
+    ) -> tuple[list[Note], np.ndarray, np.ndarray, HarmonicSpectrum]:
+        """transcribe(), also returning what the notes were read from.
 
-        For callers that weigh the notes against the model's posteriors (the
-        fusion engine) without running the model twice.
+        For callers that weigh the notes against the model's posteriors or the
+        audio's harmonics (the fusion engine) without running the model or the
+        STFT twice.
 
         Returns:
-            (notes, frames, onsets); frames and onsets as from activations().
+            (notes, frames, onsets, spectrum): frames and onsets as from
+            activations(); spectrum the recording's HarmonicSpectrum on the
+            model's frame grid.
         """
         p = params or params_for(instrument)
         x = resample_mono(samples_mono, sample_rate, MODEL_SAMPLE_RATE_HZ)
         frames, onsets = self._activations(x, progress)
         notes = self.decode(frames, onsets, p)
+        spectrum = HarmonicSpectrum(x, MODEL_SAMPLE_RATE_HZ, hop=FRAME_HOP_SAMPLES)
         if p.repeats and notes:
-            spectrum = HarmonicSpectrum(x, MODEL_SAMPLE_RATE_HZ, hop=FRAME_HOP_SAMPLES)
             notes = refine_repeats(notes, spectrum, onsets, lowest_pitch=MODEL_LOWEST_PITCH)
-        return notes, frames, onsets
+        return notes, frames, onsets, spectrum
 
     def decode(self, frames: np.ndarray, onsets: np.ndarray, p: BasicPitchParams) -> list[Note]:
         """Turn model activations into notes with basic-pitch's polyphonic decoder.

@@ -53,7 +53,7 @@ import numpy as np
 
 from ..instruments import Instrument
 from ..notes import Note
-from .base import ProgressFn, report_progress, resample_mono, sort_notes
+from .base import ProgressFn, report_progress, sort_notes
 from .basic_pitch import FRAME_HOP_SAMPLES, MODEL_LOWEST_PITCH, MODEL_SAMPLE_RATE_HZ, params_for
 from .reattack import HarmonicSpectrum
 
@@ -334,14 +334,12 @@ class FusionEngine:
         def tk_progress(f: float) -> None:
             report_progress(progress, bp_share + (TRANSKUN_PROGRESS_END - bp_share) * f)
 
-        bp_notes, frames, onsets = self.basic_pitch.transcribe_with_activations(
+        # basic-pitch's run also yields the STFT (on its frame grid) for the onset refinement.
+        bp_notes, frames, onsets, spectrum = self.basic_pitch.transcribe_with_activations(
             samples_mono, sample_rate, params=params_for(instrument), progress=bp_progress)
         report_progress(progress, bp_share)
         tk_notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
                                             progress=tk_progress)
-        # One STFT on basic-pitch's frame grid for the onset refinement (~0.1 s a minute of audio).
-        spectrum = HarmonicSpectrum(resample_mono(samples_mono, sample_rate, MODEL_SAMPLE_RATE_HZ),
-                                    MODEL_SAMPLE_RATE_HZ, hop=FRAME_HOP_SAMPLES)
         notes = fuse_notes(tk_notes, bp_notes, Posteriors(frames, onsets), self.params, spectrum)
         report_progress(progress, 1.0)
         return notes
