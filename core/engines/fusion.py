@@ -1,6 +1,6 @@
 """Piano reduction of a full mix from two engines: transkun's precision, basic-pitch's recall.
 
-Exports: FusionEngine, FusionParams, Posteriors, match_notes, fuse_notes, rise_onset.
+Exports: FusionEngine, FusionParams, Posteriors, match_notes, fuse_notes, rise_onset, split_progress.
 
 On a mix of several instruments transkun (a piano model) writes few notes but
 nearly all of them real, with well-timed onsets; basic-pitch (trained on many
@@ -288,6 +288,23 @@ def _cut_overlaps(notes: list[Note]) -> list[Note]:
     return sort_notes(out)
 
 
+def split_progress(progress: ProgressFn | None) -> tuple[ProgressFn, ProgressFn]:
+    """Progress callbacks for basic-pitch's run and transkun's, as parts of one engine's 0..1.
+
+    basic-pitch takes the first BASIC_PITCH_PROGRESS_SHARE, transkun runs up to
+    TRANSKUN_PROGRESS_END; the caller reports 1.0 when its own last step is done.
+    """
+    share = BASIC_PITCH_PROGRESS_SHARE
+
+    def bp_progress(f: float) -> None:
+        report_progress(progress, share * f)
+
+    def tk_progress(f: float) -> None:
+        report_progress(progress, share + (TRANSKUN_PROGRESS_END - share) * f)
+
+    return bp_progress, tk_progress
+
+
 class FusionEngine:
     """basic-pitch and transkun on the same audio, merged (for piano reductions of mixes).
 
@@ -326,18 +343,11 @@ class FusionEngine:
         Returns:
             Notes in seconds of the input, sorted by start.
         """
-        bp_share = BASIC_PITCH_PROGRESS_SHARE
-
-        def bp_progress(f: float) -> None:
-            report_progress(progress, bp_share * f)
-
-        def tk_progress(f: float) -> None:
-            report_progress(progress, bp_share + (TRANSKUN_PROGRESS_END - bp_share) * f)
-
+        bp_progress, tk_progress = split_progress(progress)
         # basic-pitch's run also yields the STFT (on its frame grid) for the onset refinement.
         bp_notes, frames, onsets, spectrum = self.basic_pitch.transcribe_with_activations(
             samples_mono, sample_rate, params=params_for(instrument), progress=bp_progress)
-        report_progress(progress, bp_share)
+        report_progress(progress, BASIC_PITCH_PROGRESS_SHARE)
         tk_notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
                                             progress=tk_progress)
         notes = fuse_notes(tk_notes, bp_notes, Posteriors(frames, onsets), self.params, spectrum)

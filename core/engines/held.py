@@ -34,7 +34,7 @@ import numpy as np
 from ..instruments import Instrument
 from ..notes import Note
 from .base import ProgressFn, report_progress, sort_notes
-from .fusion import BASIC_PITCH_PROGRESS_SHARE, Posteriors
+from .fusion import Posteriors, split_progress
 
 if TYPE_CHECKING:
     from .basic_pitch import BasicPitchEngine
@@ -123,16 +123,14 @@ class HeldToneEngine:
             samples_mono: float32 mono audio.
             sample_rate: its rate in Hz.
             instrument: range and octave-ghost handling, passed to transkun.
-            progress: fraction-done callback; basic-pitch's model takes the first 5 %.
+            progress: fraction-done callback (fusion.split_progress: basic-pitch first, then transkun).
 
         Returns:
             Notes in seconds of the input, sorted by start.
         """
-        share = BASIC_PITCH_PROGRESS_SHARE
-        frames, onsets = self.basic_pitch.activations(samples_mono, sample_rate,
-                                                      lambda f: report_progress(progress, share * f))
-        notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
-                                         progress=lambda f: report_progress(progress, share + (1 - share) * f))
+        bp_progress, tk_progress = split_progress(progress)
+        frames, onsets = self.basic_pitch.activations(samples_mono, sample_rate, bp_progress)
+        notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument, progress=tk_progress)
         notes = hold_notes(notes, Posteriors(frames, onsets), self.params)
         report_progress(progress, 1.0)
         return notes
