@@ -1,6 +1,6 @@
 """Piano reduction of a full mix from two engines: transkun's precision, basic-pitch's recall.
 
-Exports: FusionEngine, FusionParams, Posteriors, match_notes, fuse_notes, rise_onset, split_progress.
+Exports: FusionEngine, FusionParams, Posteriors, match_notes, fuse_notes, rise_onset, TwoModelEngine.
 
 On a mix of several instruments transkun (a piano model) writes few notes but
 nearly all of them real, with well-timed onsets; basic-pitch (trained on many
@@ -288,39 +288,23 @@ def _cut_overlaps(notes: list[Note]) -> list[Note]:
     return sort_notes(out)
 
 
-def split_progress(progress: ProgressFn | None) -> tuple[ProgressFn, ProgressFn]:
-    """Progress callbacks for basic-pitch's run and transkun's, as parts of one engine's 0..1.
+class TwoModelEngine:
+    """An engine made of the cache's basic-pitch and transkun; it loads no model of its own.
 
-    basic-pitch takes the first BASIC_PITCH_PROGRESS_SHARE, transkun runs up to
-    TRANSKUN_PROGRESS_END; the caller reports 1.0 when its own last step is done.
-    """
-    share = BASIC_PITCH_PROGRESS_SHARE
-
-    def bp_progress(f: float) -> None:
-        report_progress(progress, share * f)
-
-    def tk_progress(f: float) -> None:
-        report_progress(progress, share + (TRANSKUN_PROGRESS_END - share) * f)
-
-    return bp_progress, tk_progress
-
-
-class FusionEngine:
-    """basic-pitch and transkun on the same audio, merged (for piano reductions of mixes).
+    transcribe() splits the progress (basic-pitch's model takes the first
+    BASIC_PITCH_PROGRESS_SHARE, transkun runs up to TRANSKUN_PROGRESS_END, the
+    subclass's own last step the rest) and calls ``_run``.
 
     Args:
         basic_pitch: a loaded BasicPitchEngine (shared with the cache).
         transkun: a loaded TranskunEngine (shared with the cache).
-        params: merge settings (defaults are the measured best).
     """
 
-    name = "fusion"
+    name = ""
 
-    def __init__(self, basic_pitch: BasicPitchEngine, transkun: TranskunEngine,
-                 params: FusionParams | None = None) -> None:
+    def __init__(self, basic_pitch: BasicPitchEngine, transkun: TranskunEngine) -> None:
         self.basic_pitch = basic_pitch
         self.transkun = transkun
-        self.params = params or FusionParams()
 
     def transcribe(
         self,
@@ -330,26 +314,56 @@ class FusionEngine:
         instrument: Instrument | None = None,
         progress: ProgressFn | None = None,
     ) -> list[Note]:
-        """Transcribe a mix with both engines and merge their notes.
+        """Transcribe with both models (what each engine makes of them: its class docstring).
 
         Args:
             samples_mono: float32 mono audio.
             sample_rate: its rate in Hz.
-            instrument: range and basic-pitch settings (None: the whole keyboard,
-                generic settings, as for a piano reduction).
-            progress: fraction-done callback; basic-pitch's model takes the first
-                5 %, transkun the rest.
+            instrument: range and settings, passed to both models (None: the whole
+                keyboard, generic settings, as for a piano reduction).
+            progress: fraction-done callback.
 
         Returns:
             Notes in seconds of the input, sorted by start.
         """
-        bp_progress, tk_progress = split_progress(progress)
+        share = BASIC_PITCH_PROGRESS_SHARE
+
+        def bp_progress(f: float) -> None:
+            report_progress(progress, share * f)
+
+        def tk_progress(f: float) -> None:
+            report_progress(progress, share + (TRANSKUN_PROGRESS_END - share) * f)
+
+        notes = self._run(samples_mono, sample_rate, instrument, bp_progress, tk_progress)
+        report_progress(progress, 1.0)
+        return notes
+
+    def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
+             bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
+        raise NotImplementedError
+
+
+class FusionEngine(TwoModelEngine):
+    """basic-pitch and transkun on the same audio, merged (for piano reductions of mixes).
+
+    Args:
+        basic_pitch, transkun: as for TwoModelEngine.
+        params: merge settings (defaults are the measured best).
+    """
+
+    name = "fusion"
+
+    def __init__(self, basic_pitch: BasicPitchEngine, transkun: TranskunEngine,
+                 params: FusionParams | None = None) -> None:
+        super().__init__(basic_pitch, transkun)
+        self.params = params or FusionParams()
+
+    def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
+             bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
         # basic-pitch's run also yields the STFT (on its frame grid) for the onset refinement.
         bp_notes, frames, onsets, spectrum = self.basic_pitch.transcribe_with_activations(
             samples_mono, sample_rate, params=params_for(instrument), progress=bp_progress)
-        report_progress(progress, BASIC_PITCH_PROGRESS_SHARE)
+        bp_progress(1.0)
         tk_notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
                                             progress=tk_progress)
-        notes = fuse_notes(tk_notes, bp_notes, Posteriors(frames, onsets), self.params, spectrum)
-        report_progress(progress, 1.0)
-        return notes
+        return fuse_notes(tk_notes, bp_notes, Posteriors(frames, onsets), self.params, spectrum)

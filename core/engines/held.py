@@ -33,8 +33,8 @@ import numpy as np
 
 from ..instruments import Instrument
 from ..notes import Note
-from .base import ProgressFn, report_progress, sort_notes
-from .fusion import Posteriors, split_progress
+from .base import ProgressFn, sort_notes
+from .fusion import Posteriors, TwoModelEngine
 
 if TYPE_CHECKING:
     from .basic_pitch import BasicPitchEngine
@@ -92,12 +92,11 @@ def hold_notes(notes: list[Note], posteriors: Posteriors, params: HoldParams = H
     return sort_notes(held)
 
 
-class HeldToneEngine:
+class HeldToneEngine(TwoModelEngine):
     """transkun for the notes, basic-pitch's posteriors for how long they hold (organ).
 
     Args:
-        basic_pitch: a loaded BasicPitchEngine (shared with the cache).
-        transkun: a loaded TranskunEngine (shared with the cache).
+        basic_pitch, transkun: as for fusion.TwoModelEngine.
         params: hold settings (defaults are the measured best).
     """
 
@@ -105,32 +104,11 @@ class HeldToneEngine:
 
     def __init__(self, basic_pitch: BasicPitchEngine, transkun: TranskunEngine,
                  params: HoldParams | None = None) -> None:
-        self.basic_pitch = basic_pitch
-        self.transkun = transkun
+        super().__init__(basic_pitch, transkun)
         self.params = params or HoldParams()
 
-    def transcribe(
-        self,
-        samples_mono: np.ndarray,
-        sample_rate: int,
-        *,
-        instrument: Instrument | None = None,
-        progress: ProgressFn | None = None,
-    ) -> list[Note]:
-        """Transcribe a held-tone keyboard recording.
-
-        Args:
-            samples_mono: float32 mono audio.
-            sample_rate: its rate in Hz.
-            instrument: range and octave-ghost handling, passed to transkun.
-            progress: fraction-done callback (fusion.split_progress: basic-pitch first, then transkun).
-
-        Returns:
-            Notes in seconds of the input, sorted by start.
-        """
-        bp_progress, tk_progress = split_progress(progress)
+    def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
+             bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
         frames, onsets = self.basic_pitch.activations(samples_mono, sample_rate, bp_progress)
         notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument, progress=tk_progress)
-        notes = hold_notes(notes, Posteriors(frames, onsets), self.params)
-        report_progress(progress, 1.0)
-        return notes
+        return hold_notes(notes, Posteriors(frames, onsets), self.params)

@@ -11,8 +11,9 @@ basic-pitch and transkun instances, so preloading those two warms them.
 
 from __future__ import annotations
 
+import importlib
 import threading
-from typing import Callable, Iterable, cast
+from typing import Callable, Iterable
 
 from ..errors import OptionsError
 from ..instruments import Instrument
@@ -37,20 +38,14 @@ def _load_transkun(cache: ModelCache) -> TranscriptionEngine:
     return TranskunEngine(threads=cache.threads)
 
 
-def _load_fusion(cache: ModelCache) -> TranscriptionEngine:
-    from .basic_pitch import BasicPitchEngine
-    from .fusion import FusionEngine
-    from .transkun import TranskunEngine
+def _two_model(module: str, class_name: str) -> Callable[[ModelCache], TranscriptionEngine]:
+    """Loader of an engine made of the cache's basic-pitch and transkun (fusion.TwoModelEngine)."""
 
-    return FusionEngine(cast(BasicPitchEngine, cache.get("basic-pitch")), cast(TranskunEngine, cache.get("transkun")))
+    def load(cache: ModelCache) -> TranscriptionEngine:
+        engine_class = getattr(importlib.import_module(f".{module}", __package__), class_name)
+        return engine_class(cache.get("basic-pitch"), cache.get("transkun"))
 
-
-def _load_organ(cache: ModelCache) -> TranscriptionEngine:
-    from .basic_pitch import BasicPitchEngine
-    from .held import HeldToneEngine
-    from .transkun import TranskunEngine
-
-    return HeldToneEngine(cast(BasicPitchEngine, cache.get("basic-pitch")), cast(TranskunEngine, cache.get("transkun")))
+    return load
 
 
 def _load_drums(cache: ModelCache) -> TranscriptionEngine:
@@ -62,8 +57,8 @@ def _load_drums(cache: ModelCache) -> TranscriptionEngine:
 _LOADERS: dict[str, Callable[[ModelCache], TranscriptionEngine]] = {
     "basic-pitch": _load_basic_pitch,
     "transkun": _load_transkun,
-    "fusion": _load_fusion,
-    "organ": _load_organ,
+    "fusion": _two_model("fusion", "FusionEngine"),
+    "organ": _two_model("held", "HeldToneEngine"),
     "drums": _load_drums,
 }
 
