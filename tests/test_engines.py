@@ -329,8 +329,12 @@ def test_organ_octave_ghosts_are_dropped_and_piano_octaves_kept():
              Note(1.0, 2.0, 76, 60),  # E5: an octave over E4, same attack -> ghost too
              Note(2.5, 3.0, 72, 80), Note(2.5, 3.0, 55, 80)]  # C5 over G3: no octave below, kept
     late = [Note(3.0, 4.0, 50, 80), Note(3.2, 4.0, 62, 80)]  # a later octave is a new note
-    kept = drop_octave_ghosts(chord + late)
-    assert sorted(n.pitch for n in kept) == [48, 50, 55, 62, 64, 72]
+    # A second voice doubling the octave makes the upper note louder than a ghost:
+    # 12 velocity steps over the note below is a doubling (kept), 11 a ghost.
+    doubled = [Note(5.0, 6.0, 53, 60), Note(5.0, 6.0, 65, 72),
+               Note(7.0, 8.0, 57, 60), Note(7.0, 8.0, 69, 71)]
+    kept = drop_octave_ghosts(chord + late + doubled)
+    assert sorted(n.pitch for n in kept) == [48, 50, 53, 55, 57, 62, 64, 65, 72]
     assert INSTRUMENTS["organ"].octave_ghosts and not INSTRUMENTS["piano"].octave_ghosts
 
 

@@ -71,14 +71,17 @@ def test_unconfirmed_transkun_note_is_kept_unless_its_pitch_was_already_sounding
     assert fuse(tk, [], frames, onsets) == [(1.00, 1.10, 62, 60)]
 
 
-def test_unconfirmed_basic_pitch_note_needs_an_onset_peak_and_a_fresh_pitch():
+def test_unconfirmed_basic_pitch_note_needs_an_onset_peak_and_a_fresh_pitch_or_a_strong_attack():
     frames, onsets = posteriors()
     sound(frames, onsets, 64, 1.0, 1.5)                 # clear attack: kept
     sound(frames, onsets, 65, 2.0, 2.5, onset=0.3)      # frame energy only, no attack: dropped
     sound(frames, onsets, 69, 0.5, 3.0)                 # held from 0.5 s ...
-    onsets[250, 69 - LOW] = 0.9                         # ... with a second onset peak at 2.5 s: dropped
-    bp = [Note(1.0, 1.5, 64, 90), Note(2.0, 2.5, 65, 90), Note(2.5, 3.0, 69, 90)]
-    assert fuse([], bp, frames, onsets) == [(1.0, 1.5, 64, 90)]
+    onsets[250, 69 - LOW] = 0.6                         # ... a weak second onset peak at 2.5 s: a bow change, dropped
+    sound(frames, onsets, 71, 0.5, 3.0)                 # held from 0.5 s ...
+    onsets[250, 71 - LOW] = 0.8                         # ... a strong one: the pitch repeated legato, kept
+    bp = [Note(1.0, 1.5, 64, 90), Note(2.0, 2.5, 65, 90), Note(2.5, 3.0, 69, 90), Note(2.5, 3.0, 71, 90)]
+    assert FusionParams().onset_level <= 0.6 < FusionParams().resound_onset <= 0.8
+    assert fuse([], bp, frames, onsets) == [(1.0, 1.5, 64, 90), (2.5, 3.0, 71, 90)]
 
 
 def test_unconfirmed_basic_pitch_note_an_octave_below_a_confirmed_one_is_a_ghost():
