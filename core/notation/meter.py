@@ -155,16 +155,19 @@ def _phase_scores(feature: np.ndarray, weights: list[float] | np.ndarray) -> np.
     return np.array([float(np.mean(feature * _pattern(weights, p, len(feature)))) for p in range(len(weights))])
 
 
-def _best_structure(feature: np.ndarray, division: int) -> tuple[str, int, float]:
-    best = ("quadruple" if division == 2 else "compound-duple", 0, -math.inf)
+def _best_structure(feature: np.ndarray, division: int) -> tuple[str, float]:
+    """The bar structure whose template fits best at its best phase, and that fit (prior included).
+
+    The phase itself is chosen later, by _anchor_phase.
+    """
+    best = ("quadruple" if division == 2 else "compound-duple", -math.inf)
     for name, bonus in _STRUCTURES[division].items():
         length, weights = METER_TEMPLATES[name]
         if len(feature) < 2 * length:
             continue
-        scores = _phase_scores(feature, weights)
-        phase = int(np.argmax(scores))
-        if scores[phase] + bonus > best[2]:
-            best = (name, phase, float(scores[phase]) + bonus)
+        fit = float(np.max(_phase_scores(feature, weights))) + bonus
+        if fit > best[1]:
+            best = (name, fit)
     return best
 
 
@@ -304,12 +307,11 @@ def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s
     if time_signature:
         ts, unit, beat_q, per_bar = _label_given(time_signature, division, _tatum_bpm(tatums))
         weights = _template(per_bar, unit, compound=beat_q == 1.5)
-        phase = int(np.argmax(_phase_scores(feature, weights))) if len(feature) >= len(weights) else 0
     else:
-        structure, phase, score = _best_structure(feature, division)
+        structure, score = _best_structure(feature, division)
         fine = _sixteenth_level(beats_s, events, division, score)
         if fine is not None:
-            division, tatums, feature, phase = fine
+            division, tatums, feature = fine
             structure = "quadruple"
         ts, unit, beat_q, per_bar = _label(structure, _tatum_bpm(tatums))
         weights = METER_TEMPLATES[structure][1]
@@ -345,7 +347,7 @@ def _sixteenth_share(beats_s: np.ndarray, events: list[OnsetEvent]) -> float:
 
 
 def _sixteenth_level(beats_s: np.ndarray, events: list[OnsetEvent], division: int,
-                     coarse_score: float) -> tuple[int, np.ndarray, np.ndarray, int] | None:
+                     coarse_score: float) -> tuple[int, np.ndarray, np.ndarray] | None:
     """The grid in sixteenths, when that is where the metre lives (2/4 marches, rags, reels).
 
     Running sixteenths fill every eighth of the pulse, so at the eighth level all
@@ -355,7 +357,7 @@ def _sixteenth_level(beats_s: np.ndarray, events: list[OnsetEvent], division: in
     rather than four beats of sixteenths (a bar of sixteen).
 
     Returns:
-        (tatums per pulse, tatum times, features, phase) or None to keep the eighth level.
+        (tatums per pulse, tatum times, features) or None to keep the eighth level.
     """
     if division != 2:
         return None
@@ -364,12 +366,11 @@ def _sixteenth_level(beats_s: np.ndarray, events: list[OnsetEvent], division: in
     _, weights = METER_TEMPLATES["quadruple"]
     if len(feature) < 2 * len(weights):
         return None
-    scores = _phase_scores(feature, weights)
-    phase = int(np.argmax(scores))
-    if (coarse_score > SIXTEENTH_LEVEL_MAX_COARSE or scores[phase] < SIXTEENTH_LEVEL_RATIO * max(coarse_score, 0.05)
+    fit = float(np.max(_phase_scores(feature, weights)))
+    if (coarse_score > SIXTEENTH_LEVEL_MAX_COARSE or fit < SIXTEENTH_LEVEL_RATIO * max(coarse_score, 0.05)
             or _sixteenth_share(beats_s, events) < SIXTEENTH_MIN_SHARE):
         return None
-    return 4, tatums, feature, phase
+    return 4, tatums, feature
 
 
 def _template(per_bar: int, unit: int, *, compound: bool) -> np.ndarray:
