@@ -128,6 +128,10 @@ def test_tempo_change_gives_a_tempo_map_and_keeps_the_rhythm():
     first, last = notation.tempo_map[0][1], notation.tempo_map[-1][1]
     assert abs(first - 80) < 4 and abs(last - 100) < 5
     assert written_notes(notation) == sorted((float(on), p) for on, _, p in rows)
+    # A step change is a new metronome mark where it happens, not words.
+    flat = notation.score.parts[0].flatten()
+    assert [(float(m.offset), m.number) for m in flat.getElementsByClass("MetronomeMark")] == [(0.0, 80), (24.0, 100)]
+    assert not list(flat.getElementsByClass("TextExpression"))
 
 
 def test_ritardando_is_followed():
@@ -137,6 +141,35 @@ def test_ritardando_is_followed():
                                                     velocity=lambda q: 100 if q % 4 == 0 else 70))])
     assert notation.tempo_map[0][1] > notation.tempo_map[-1][1] + 15
     assert written_notes(notation) == sorted((float(on), p) for on, _, p in rows)
+    # Written as a player expects: one metronome mark, then "rit." where the slowing
+    # starts, not a new metronome mark every bar or two.
+    flat = notation.score.parts[0].flatten()
+    assert [m.offset for m in flat.getElementsByClass("MetronomeMark")] == [0.0]
+    words = [(float(w.offset), w.content) for w in flat.getElementsByClass("TextExpression")]
+    assert [text for _, text in words] == ["rit."]
+    assert words[0][0] == notation.tempo_map[1][0]
+
+
+@pytest.mark.parametrize("tempo_map, expected", [
+    # A step change: a metronome mark; a change below 12 %: nothing.
+    ([(0, 100), (16, 80), (24, 84)], [(0, 100, None), (16, 80, None)]),
+    ([(0, 100), (16, 93)], [(0, 100, None)]),
+    # Slowing bar after bar (entries a bar apart): "rit." where it starts.
+    ([(0, 100), (16, 93), (20, 86), (24, 78)], [(0, 100, None), (16, None, "rit.")]),
+    # ... and back to the tempo it left: "a tempo".
+    ([(0, 100), (16, 93), (20, 86), (28, 99)], [(0, 100, None), (16, None, "rit."), (28, None, "a tempo")]),
+    # Speeding up bar after bar, then a new, faster tempo: "accel.", then a metronome mark.
+    ([(0, 80), (8, 86), (12, 92), (32, 120)], [(0, 80, None), (8, None, "accel."), (32, 120, None)]),
+    # Two steps the same way but far apart are two step changes, each large enough for a mark.
+    ([(0, 100), (16, 85), (40, 70)], [(0, 100, None), (16, 85, None), (40, 70, None)]),
+    # Rubato: up and down from bar to bar is no gradual change.
+    ([(0, 100), (4, 93), (8, 100), (12, 93)], [(0, 100, None)]),
+])
+def test_tempo_marks_written_as_an_engraver_would(tempo_map, expected):
+    from stemscribe.core.notation.notate import _tempo_marks
+
+    marks = _tempo_marks([(float(at), float(bpm)) for at, bpm in tempo_map], bar_q=4.0)
+    assert [(float(m.at), m.bpm, m.text) for m in marks] == expected
 
 
 def test_ties_across_the_barline():

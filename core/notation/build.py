@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from music21 import (bar, chord, clef, harmony, instrument, key, layout, meter, metadata,
+from music21 import (bar, chord, clef, expressions, harmony, instrument, key, layout, meter, metadata,
                      note, stream, tempo, tie)
 
 from ..instruments import Instrument
@@ -85,6 +85,16 @@ class Meter:
             if any((frac * d).denominator == 1 for d in divs):
                 return lvl
         return 6
+
+
+@dataclass(frozen=True)
+class TempoMark:
+    """A printed tempo indication at a score offset (quarters): a metronome mark
+    (``bpm``, quarter notes per minute) or words (``text``: "rit.", "accel.", "a tempo")."""
+
+    at: Fraction
+    bpm: float | None = None
+    text: str | None = None
 
 
 @dataclass
@@ -246,7 +256,7 @@ def _m21_instrument(inst: Instrument, name: str, *, drum: bool) -> instrument.In
     return m21
 
 
-def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_marks: list[tuple[Fraction, float]],
+def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_marks: list[TempoMark],
                 title: str, composer: str | None) -> stream.Score:
     """Assemble the Score; staves are written at sounding pitch, then transposing parts
     are moved to written pitch (MusicXML <transpose> keeps them readable by any app).
@@ -274,14 +284,14 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
                     m.insert(0, key.KeySignature(speller.fifths))
                 m.insert(0, meter.TimeSignature(meter_.text))
                 if index == 0:
-                    for at, bpm in tempo_marks:
-                        if at == 0:
-                            m.insert(0, _metronome(bpm, meter_))
+                    for mark in tempo_marks:
+                        if mark.at == 0:
+                            m.insert(0, _tempo_element(mark, meter_))
             if number == 0 and meter_.pickup_q > 0:
                 m.paddingLeft = float(meter_.bar_q - meter_.pickup_q)
-            for at, bpm in tempo_marks:
-                if index == 0 and at > 0 and bar_s <= at < bar_e:
-                    m.insert(float(at - bar_s), _metronome(bpm, meter_))
+            for mark in tempo_marks:
+                if index == 0 and mark.at > 0 and bar_s <= mark.at < bar_e:
+                    m.insert(float(mark.at - bar_s), _tempo_element(mark, meter_))
             voices = st.voices or [[]]
             # A voice with nothing to play in this bar is left out (no whole rest over the
             # other voice's notes); a bar where no voice plays gets one whole-bar rest.
@@ -360,10 +370,16 @@ def _append(container: stream.Stream, elements: list[note.GeneralNote]) -> None:
         offset += Fraction(el.quarterLength).limit_denominator(96)
 
 
-def _metronome(bpm_quarter: float, meter_: Meter) -> tempo.MetronomeMark:
+def _tempo_element(mark: TempoMark, meter_: Meter) -> tempo.MetronomeMark | expressions.TextExpression:
+    """A metronome mark in the notated beat, or the mark's words in italics above the staff."""
+    if mark.bpm is None:
+        words = expressions.TextExpression(mark.text or "")
+        words.style.fontStyle = "italic"
+        words.placement = "above"
+        return words
     from music21 import duration
     referent = duration.Duration(float(meter_.beat_q))
-    return tempo.MetronomeMark(number=round(bpm_quarter / float(meter_.beat_q)), referent=referent)
+    return tempo.MetronomeMark(number=round(mark.bpm / float(meter_.beat_q)), referent=referent)
 
 
 def _finish_part(part: stream.Part, st: Staff) -> None:

@@ -17,13 +17,18 @@ from ..notes import Track
 from ..options import Level, Options
 from ..progress import Reporter, Stage
 from . import arrange, chords as chord_mod, keys, meter, quantize, rhythm
-from .build import Meter, Staff, build_score
+from .build import Meter, Staff, TempoMark, build_score
 from .quantize import QNote
 
 #: Tempo changes smaller than this (relative) do not start a new tempo-map entry.
 TEMPO_CHANGE_RATIO = 0.06
 #: Tempo changes at least this large (relative, lasting a bar) get a printed metronome mark.
 TEMPO_MARK_RATIO = 0.12
+#: Tempo-map entries at most this many bars (or GRADUAL_MAX_GAP_Q quarters, if more) apart
+#: that keep moving the same way are one gradual change ("rit." / "accel."), not a
+#: metronome mark every bar or two.
+GRADUAL_MAX_GAP_BARS = 2
+GRADUAL_MAX_GAP_Q = 8.0
 LAYOUTS = ("solo", "piano", "ensemble")
 
 
@@ -131,7 +136,7 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
             staves[0].chords = chord_list
     tempo_map, tempo_bpm = _tempo_map(grid, meter_, options.tempo_bpm)
     tempo_map = [(max(0.0, at - float(lead_q)), bpm) for at, bpm in tempo_map]
-    marks = _tempo_marks(tempo_map)
+    marks = _tempo_marks(tempo_map, float(meter_.bar_q))
     report(Stage.SCORE, 0.4, "writing the score")
     score = build_score(staves, meter_, speller=speller, tempo_marks=marks, title=title,
                         composer=options.composer)
@@ -292,10 +297,50 @@ def _tempo_map(grid: rhythm.BeatGrid, meter_: Meter, forced_bpm: float | None) -
     return entries, main
 
 
-def _tempo_marks(tempo_map: list[tuple[float, float]]) -> list[tuple[Fraction, float]]:
-    """Printed metronome marks: the first tempo, then only large, lasting changes."""
-    marks = [(Fraction(0), tempo_map[0][1])]
-    for at, bpm in tempo_map[1:]:
-        if abs(bpm / marks[-1][1] - 1) >= TEMPO_MARK_RATIO:
-            marks.append((Fraction(at).limit_denominator(12), bpm))
+def _tempo_marks(tempo_map: list[tuple[float, float]], bar_q: float) -> list[TempoMark]:
+    """Printed tempo indications, the way an engraver writes them.
+
+    The first tempo is a metronome mark. A change that keeps going the same way
+    bar after bar (two or more tempo-map entries in a row, each at most
+    GRADUAL_MAX_GAP_BARS bars or GRADUAL_MAX_GAP_Q quarters after the one before,
+    TEMPO_MARK_RATIO or more in all) is written "rit." or "accel." where it starts, and "a tempo" where the
+    music comes back to the tempo it left; any other change of TEMPO_MARK_RATIO
+    or more from the tempo last printed gets a metronome mark.
+
+    Args:
+        tempo_map: [(quarter offset, quarter bpm)], first entry at 0.
+        bar_q: quarters per bar.
+    """
+    marks = [TempoMark(Fraction(0), bpm=tempo_map[0][1])]
+    printed = tempo_map[0][1]     # the tempo the player was last told
+    left: float | None = None     # the tempo a gradual change moved away from
+    i = 1
+    while i < len(tempo_map):
+        at, bpm = tempo_map[i]
+        end = _gradual_run_end(tempo_map, i, bar_q)
+        if end > i and abs(tempo_map[end][1] / tempo_map[i - 1][1] - 1) >= TEMPO_MARK_RATIO:
+            left = tempo_map[i - 1][1]
+            marks.append(TempoMark(Fraction(at).limit_denominator(12),
+                                   text="rit." if bpm < tempo_map[i - 1][1] else "accel."))
+            printed = tempo_map[end][1]
+            i = end + 1
+            continue
+        if left is not None and abs(bpm / left - 1) < TEMPO_MARK_RATIO:
+            marks.append(TempoMark(Fraction(at).limit_denominator(12), text="a tempo"))
+            printed, left = left, None
+        elif abs(bpm / printed - 1) >= TEMPO_MARK_RATIO:
+            marks.append(TempoMark(Fraction(at).limit_denominator(12), bpm=bpm))
+            printed, left = bpm, None
+        i += 1
     return marks
+
+
+def _gradual_run_end(tempo_map: list[tuple[float, float]], i: int, bar_q: float) -> int:
+    """Last index of the run of entries from i on that move the way entry i moved, bar after bar."""
+    direction = np.sign(tempo_map[i][1] - tempo_map[i - 1][1])
+    max_gap = max(GRADUAL_MAX_GAP_BARS * bar_q, GRADUAL_MAX_GAP_Q)
+    end = i
+    while (end + 1 < len(tempo_map) and tempo_map[end + 1][0] - tempo_map[end][0] <= max_gap
+           and np.sign(tempo_map[end + 1][1] - tempo_map[end][1]) == direction):
+        end += 1
+    return end
