@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from stemscribe.core.engines import registry
-from stemscribe.core.engines.fusion import FusionEngine, FusionParams, Posteriors, fuse_notes, match_notes, rise_onset
+from stemscribe.core.engines.fusion import (FusionEngine, FusionParams, Posteriors, fuse_notes, match_notes,
+                                            merge_stutters, rise_onset)
 from stemscribe.core.engines.reattack import HarmonicSpectrum
 from stemscribe.core.instruments import INSTRUMENTS
 from stemscribe.core.notes import Note
@@ -93,6 +94,21 @@ def test_unconfirmed_basic_pitch_note_an_octave_below_a_confirmed_one_is_a_ghost
           Note(1.02, 1.5, 60, 90),   # an octave below, same attack: sub-octave ghost, dropped
           Note(1.02, 1.5, 84, 90)]   # an octave above: a doubling, kept
     assert fuse(tk, bp, frames, onsets) == [(1.0, 1.5, 72, 80), (1.02, 1.5, 84, 90)]
+
+
+def test_stutters_of_short_repeated_notes_become_one_held_note():
+    # A bowed G3 with vibrato, as transkun hears it: a 70 ms "strike" every 180 ms.
+    stutter = [Note(1.0 + 0.18 * k, 1.07 + 0.18 * k, 55, 81) for k in range(6)]
+    pair = [Note(3.0, 3.07, 60, 80), Note(3.2, 3.27, 60, 80)]          # two quick notes: a real repeat
+    slow = [Note(4.0 + 0.4 * k, 4.07 + 0.4 * k, 62, 80) for k in range(3)]  # 400 ms apart: real notes
+    long_then_short = [Note(6.0, 6.5, 64, 80)] + [Note(6.6 + 0.18 * k, 6.67 + 0.18 * k, 64, 80) for k in range(3)]
+    merged = merge_stutters(stutter + pair + slow + long_then_short)
+    assert [(round(n.start_s, 2), round(n.end_s, 2), n.pitch) for n in merged] == [
+        (1.0, 1.97, 55), (3.0, 3.07, 60), (3.2, 3.27, 60), (4.0, 4.07, 62), (4.4, 4.47, 62), (4.8, 4.87, 62),
+        (6.0, 6.5, 64), (6.6, 7.03, 64)]
+    # Inside the fusion: the stutter is one note, kept though basic-pitch never hears G3.
+    frames, onsets = posteriors()
+    assert fuse(stutter, [], frames, onsets) == [(1.0, 1.97, 55, 81)]
 
 
 def test_same_pitch_overlaps_are_cut_at_the_next_onset():
