@@ -10,6 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import mido
+import numpy as np
 import pytest
 from music21 import converter, note as m21note
 
@@ -107,6 +108,15 @@ def test_triplet_passage_is_written_as_triplets():
     assert len(tuplets) >= 6 * 3
 
 
+def test_a_lone_onset_near_a_third_of_the_beat_is_not_a_triplet():
+    from stemscribe.core.notation.quantize import choose_subdivisions
+
+    # Beat 0: a lone onset at 0.65 (a late sixteenth, or a fragment) -> straight sixteenths.
+    # Beat 1: onsets at 1/3 and 2/3 of the beat -> triplets.
+    positions = np.array([0.0, 0.65, 1.0, 1.34, 1.67])
+    assert choose_subdivisions(positions, compound=False) == {0: 4, 1: 3}
+
+
 def test_six_eight_jig():
     # Continuous eighths grouped in threes, long notes and bass on the dotted-quarter beats.
     def melody(q, bar, beat):
@@ -194,6 +204,14 @@ def test_split_span_follows_the_beat():
     six = Meter(Fraction(3, 2), 2, Fraction(0), "6/8")
     assert split_span(Fraction(0), Fraction(3), six, Fraction(0)) == [(0, 3)]  # dotted half
     assert split_span(Fraction(1), Fraction(2), six, Fraction(0)) == [(1, Fraction(3, 2)), (Fraction(3, 2), 2)]
+    # The rest of a beat after a sixteenth: a sixteenth rest and an eighth rest (not a
+    # 32nd-triplet rest and a quarter-triplet rest); a real triplet span stays whole.
+    assert split_span(Fraction(1, 4), Fraction(1), four, Fraction(0), rest=True) == [
+        (Fraction(1, 4), Fraction(1, 2)), (Fraction(1, 2), 1)]
+    assert split_span(Fraction(1, 3), Fraction(1), four, Fraction(0), rest=True) == [(Fraction(1, 3), 1)]
+    # In 6/8 the sixteenth grid is the meter's own: a rest after the first sixteenth of a beat.
+    assert split_span(Fraction(1, 4), Fraction(3, 2), six, Fraction(0), rest=True) == [
+        (Fraction(1, 4), Fraction(1, 2)), (Fraction(1, 2), Fraction(3, 2))]
 
 
 @pytest.mark.parametrize("tonic, mode, steps", [

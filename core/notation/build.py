@@ -86,6 +86,15 @@ class Meter:
                 return lvl
         return 6
 
+    def on_natural_grid(self, pos: Fraction) -> bool:
+        """Whether a position lies on the meter's own subdivisions (down to 32nds), not on a tuplet's.
+
+        In simple meters that excludes triplet positions; in compound meters every
+        position down to the 32nd is natural (a dotted beat halves onto sixteenths).
+        """
+        frac = (pos % self.beat_q) / self.beat_q
+        return (frac * (12 if self.beat_q == Fraction(3, 2) else 8)).denominator == 1
+
 
 @dataclass(frozen=True)
 class TempoMark:
@@ -159,7 +168,9 @@ def _split(s: Fraction, e: Fraction, meter_: Meter, values: set[Fraction]) -> li
     candidates = crossing or inside
     if not candidates:
         return _greedy(s, e, values)
-    cut = min(candidates, key=lambda b: (meter_.level(b), b))
+    # At one metrical level a cut on the meter's own grid beats a tuplet position: the
+    # rest of a beat after a sixteenth is a sixteenth and an eighth, not 1/12 + 2/3.
+    cut = min(candidates, key=lambda b: (meter_.level(b), not meter_.on_natural_grid(b), b))
     return _split(s, cut, meter_, values) + _split(cut, e, meter_, values)
 
 
