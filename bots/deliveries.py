@@ -1,6 +1,6 @@
 """Delivering every job exactly once across bot restarts and several bot instances (both platforms).
 
-Exports: Deliveries, instance_id.
+Exports: Deliveries, Progress, step_id, instance_id.
 
 Each bot process has one Deliveries with its own owner id. Jobs it submits are
 booked as undelivered and leased to it (JobClient.submit(delivered_by=...));
@@ -10,18 +10,24 @@ returns, and releases the lease when the bot shuts down mid-job, so the next
 instance takes over at once. ``run`` sweeps the platform's undelivered jobs at
 startup and every ``settings.delivery_sweep_s`` after, claiming each one nobody
 holds (a restart's leftovers, or a crashed instance's once its lease lapsed)
-and handing it to the bot's ``resume`` callback. See worker.deliveries for the
-guarantees.
+and handing it to the bot's ``resume`` callback.
+
+Results usually take several messages. The follower gets a Progress from
+``progress(job_id)``, loads it before posting, skips the files earlier attempts
+posted and records each message right after sending it, so an instance that
+dies half-way is resumed where it stopped: only the message being sent at that
+moment can reach the chat twice. See worker.deliveries for the guarantees.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
 import socket
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 from stemscribe.core.errors import TransientError
 
@@ -31,6 +37,54 @@ log = logging.getLogger(__name__)
 def instance_id(platform: str) -> str:
     """A fresh owner id for one bot process: platform, host, pid and a random tag."""
     return f"{platform}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def step_id(artifacts: Iterable[str]) -> str:
+    """The step id of one posted message: the artifact names it carried, sorted, as JSON.
+
+    A message is named by what it carries rather than by its place in a plan,
+    because a resumed plan can differ (Discord's upload limit depends on where the
+    result goes); either way a file recorded as posted is not posted again.
+    """
+    return json.dumps(sorted(artifacts))
+
+
+class Progress:
+    """Which messages of one job's results reached the chat: read before posting, recorded after each one.
+
+    Args:
+        deliveries: this instance's Deliveries.
+        job_id: the job being delivered.
+    """
+
+    def __init__(self, deliveries: "Deliveries", job_id: str) -> None:
+        self._deliveries = deliveries
+        self.job_id = job_id
+        #: Artifacts posted by earlier attempts (set by load()); never post these again.
+        self.earlier_files: frozenset[str] = frozenset()
+        #: How many messages earlier attempts posted (set by load()); 0 for a first attempt.
+        self.earlier_messages = 0
+
+    async def load(self) -> None:
+        """Read what earlier attempts posted. If Redis cannot say, assume nothing (better twice than never)."""
+        try:
+            steps = await asyncio.to_thread(self._deliveries.client.delivery_steps, self.job_id,
+                                            self._deliveries.platform)
+        except TransientError as error:
+            log.warning("job %s: could not read which results were posted already (%s); posting all",
+                        self.job_id, error)
+            steps = set()
+        carried = [json.loads(step) for step in steps]
+        self.earlier_files = frozenset(name for names in carried for name in names)
+        self.earlier_messages = len(carried)
+
+    async def posted(self, artifacts: Iterable[str]) -> None:
+        """Record one message, carrying these artifacts (maybe none), as posted; call right after sending it.
+
+        If another instance has taken the job over meanwhile, the follower is stopped
+        here, as when renewing the lease fails, so it posts nothing more.
+        """
+        await self._deliveries.record_step(self.job_id, step_id(artifacts))
 
 
 class Deliveries:
@@ -49,6 +103,12 @@ class Deliveries:
         self.owner = instance_id(platform)
         self.lease_s = lease_s
         self.sweep_s = sweep_s
+        # job id -> (its deliver_once task, the event set when another instance takes it over)
+        self._following: dict[str, tuple[asyncio.Task | None, asyncio.Event]] = {}
+
+    def progress(self, job_id: str) -> Progress:
+        """A Progress for the follower of job_id to skip and record posted messages with."""
+        return Progress(self, job_id)
 
     async def deliver_once(self, job_id: str, follow: Awaitable[None]) -> None:
         """Await follow (which watches the job and posts its outcome, never raising), holding the job's lease.
@@ -60,7 +120,8 @@ class Deliveries:
         """
         task = asyncio.current_task()
         lost = asyncio.Event()
-        keeper = asyncio.create_task(self._keep(job_id, task, lost), name=f"lease-{job_id}")
+        self._following[job_id] = (task, lost)
+        keeper = asyncio.create_task(self._keep(job_id), name=f"lease-{job_id}")
         try:
             await follow
         except asyncio.CancelledError:
@@ -76,11 +137,12 @@ class Deliveries:
             log.exception("job %s: following it failed; not retrying its delivery", job_id)
         finally:
             keeper.cancel()
+            self._following.pop(job_id, None)
         if not await self._call_quietly("mark delivered", self.client.mark_delivered, job_id, self.platform,
                                         self.owner):
             log.warning("job %s: delivered here while another bot instance held it", job_id)
 
-    async def _keep(self, job_id: str, task: asyncio.Task | None, lost: asyncio.Event) -> None:
+    async def _keep(self, job_id: str) -> None:
         """Renew the lease until cancelled; when another instance holds it, stop the follower."""
         while True:
             await asyncio.sleep(self.lease_s / 3)
@@ -90,10 +152,29 @@ class Deliveries:
                 log.info("job %s: could not renew the delivery lease (%s); trying again", job_id, error)
                 continue
             if not held:
-                lost.set()
-                if task is not None:
-                    task.cancel()
+                self._lose(job_id)
                 return
+
+    def _lose(self, job_id: str) -> None:
+        """Another instance holds the job now: stop its follower (deliver_once then returns quietly)."""
+        task, lost = self._following.get(job_id, (None, None))
+        if lost is not None:
+            lost.set()
+        if task is not None:
+            task.cancel()
+
+    async def record_step(self, job_id: str, step: str) -> None:
+        """Record a posted message of job_id (see Progress.posted); a Redis hiccup is logged, not raised."""
+        try:
+            held = await asyncio.to_thread(self.client.record_delivery_step, job_id, self.platform, self.owner,
+                                           step)
+        except TransientError as error:
+            # Posting goes on; at worst a resume posts this one message again.
+            log.warning("job %s: could not record a posted message (%s)", job_id, error)
+            return
+        if not held and job_id in self._following:
+            self._lose(job_id)
+            await asyncio.sleep(0)  # the cancellation lands here, before anything else is posted
 
     async def _call_quietly(self, what: str, method: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -8,6 +8,9 @@ worker process (the real `stemscribe worker` around a fake pipeline):
    result lands in the original response, exactly once.
 2. The job was queued when the bot closed and its token has died by the time a
    new instance runs: the result goes to the channel with a mention.
+3. The bot process (the real `stemscribe discord`) is SIGKILLed half-way
+   through posting a result split over three messages: the instance that
+   resumes the job posts only the missing parts, so every file arrives once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import signal
+import sys
 
 import pytest
 from helpers.discord_fake import FakeDiscord
@@ -111,4 +117,48 @@ def test_result_goes_to_the_channel_when_the_token_died_during_the_restart(redis
             assert post.filenames == NAMES
             assert len(fake.find("POST", channel)) == 1
             assert not [c for c in fake.interaction_calls(payload) if c.status >= 400], "no call with a dead token"
+    asyncio.run(scenario())
+
+
+def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_resuming(redis_url, start_worker):
+    async def scenario():
+        async with FakeDiscord() as fake:
+            settings = bot_settings(fake, redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0)
+            client = JobClient(settings)
+            user = fake.user_payload("ann")
+            env = {k: v for k, v in os.environ.items() if not k.startswith("STEMSCRIBE_")}
+            env.update(STEMSCRIBE_DISCORD_TOKEN=fake.token, STEMSCRIBE_DISCORD_API_BASE=fake.api_base,
+                       STEMSCRIBE_DISCORD_GATEWAY_URL=fake.gateway_url, STEMSCRIBE_REDIS_URL=redis_url,
+                       STEMSCRIBE_DELIVERY_LEASE_S="3")
+            start_worker(0.5)
+            fake.hang_uploads_after(1)  # the first message goes through; the second never comes back
+            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "stemscribe", "discord", env=env,
+                                                           stdout=asyncio.subprocess.DEVNULL,
+                                                           stderr=asyncio.subprocess.DEVNULL)
+            try:
+                await fake.wait_ready(timeout=30)
+                # 60 bytes a message: preview + PDF | MusicXML + MIDI | performance MIDI (fake files of ~30 bytes)
+                attachment = fake.attachment("tone.wav", wav_bytes(2.0), "audio/wav")
+                payload = fake.slash("transcribe", user, [{"name": "file", "type": 11, "value": attachment["id"]},
+                                                          {"name": "title", "type": 3, "value": "Tonight"}],
+                                     attachments=[attachment], attachment_size_limit=60)
+                await fake.dispatch("INTERACTION_CREATE", payload)
+                await fake.wait_for(lambda c: c.files and c.status == 0)
+                [job] = client.undelivered("discord")
+                assert client.delivery_steps(job.job_id, "discord") == {'["preview.png", "score.pdf"]'}
+            finally:
+                process.send_signal(signal.SIGKILL)
+                await process.wait()
+            fake.release_uploads()
+            async with running_bot(fake, settings, JobClient(settings)):
+                await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
+                await asyncio.sleep(1.0)  # it keeps sweeping every 0.3 s: room for a duplicate
+            posted = [c for c in fake.interaction_calls(payload) if c.files and c.status == 200]
+            assert sorted(n for c in posted for n in c.filenames) == sorted(NAMES), "each file exactly once"
+            first, *rest = posted
+            assert first.path.endswith("/messages/@original") and first.filenames == NAMES[:2]
+            assert first.json["content"] == "Your score is ready. (3 messages)"
+            assert [(c.method, c.json["content"]) for c in rest] == [("POST", "Part 2 of 3."), ("POST", "Part 3 of 3.")]
+            assert [c.filenames for c in rest] == [NAMES[2:4], NAMES[4:]]
+            assert client.delivery_steps(job.job_id, "discord") == set(), "delivered: the steps are dropped"
     asyncio.run(scenario())

@@ -9,6 +9,9 @@ around a fake pipeline that takes a few seconds) runs the jobs on a real Redis.
 2. The bot process is SIGKILLed (a crash) while its job is queued: its hold on
    the job lapses after delivery_lease_s, and an instance that is already
    running picks the job up on its next sweep and delivers it.
+3. The bot process is SIGKILLed half-way through posting the results (the
+   preview is in the chat, the next upload never comes back): the instance that
+   resumes the job posts only the rest, so every file arrives exactly once.
 """
 
 from __future__ import annotations
@@ -69,6 +72,16 @@ def _done_text(api, message_id: int, *, timeout_s: float = 40.0) -> str:
     return api.wait_for(done, timeout_s=timeout_s)
 
 
+def _bot_process(api, redis_url: str) -> subprocess.Popen:
+    """`stemscribe telegram --polling` as its own process (so it can be SIGKILLed), with a 3 s delivery lease."""
+    env = {**os.environ, "STEMSCRIBE_TELEGRAM_TOKEN": TOKEN, "STEMSCRIBE_TELEGRAM_BASE_URL": api.base_url,
+           "STEMSCRIBE_TELEGRAM_BASE_FILE_URL": api.base_file_url, "STEMSCRIBE_REDIS_URL": redis_url,
+           "STEMSCRIBE_DELIVERY_LEASE_S": "3"}
+    env.pop("STEMSCRIBE_CONFIG", None)
+    return subprocess.Popen([sys.executable, "-m", "stemscribe", "telegram", "--polling"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _assert_results_once(api, source: dict) -> None:
     photos = api.calls_of("sendPhoto", chat_id=ALICE["id"])
     documents = [c.upload("document")[0] for c in api.calls_of("sendDocument", chat_id=ALICE["id"])]
@@ -121,12 +134,7 @@ def test_killed_bot_job_is_delivered_by_a_running_instance_after_its_lease_lapse
                                                                                    start_worker):
     with BotHarness(None) as harness:
         api = harness.api
-        env = {**os.environ, "STEMSCRIBE_TELEGRAM_TOKEN": TOKEN, "STEMSCRIBE_TELEGRAM_BASE_URL": api.base_url,
-               "STEMSCRIBE_TELEGRAM_BASE_FILE_URL": api.base_file_url, "STEMSCRIBE_REDIS_URL": redis_url,
-               "STEMSCRIBE_DELIVERY_LEASE_S": "3"}
-        env.pop("STEMSCRIBE_CONFIG", None)
-        process = subprocess.Popen([sys.executable, "-m", "stemscribe", "telegram", "--polling"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = _bot_process(api, redis_url)
         try:
             source = _send_recording(api)
             ack_id = _ack_id(api)
@@ -147,3 +155,34 @@ def test_killed_bot_job_is_delivered_by_a_running_instance_after_its_lease_lapse
         _assert_results_once(api, source)
         assert client.deliveries.holder(job.job_id) is None
         assert survivor.bot_data["services"].deliveries.owner != dead_owner
+
+
+def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_resuming(redis_url, client,
+                                                                                        start_worker):
+    with BotHarness(None) as harness:
+        api = harness.api
+        api.hang_uploads_after(1)  # the preview photo goes through; the first document never comes back
+        start_worker(0.5)
+        process = _bot_process(api, redis_url)
+        try:
+            source = _send_recording(api)
+            ack_id = _ack_id(api)
+            api.wait_for(lambda a: [c for c in a.calls_of("sendDocument") if c.status == 0], timeout_s=40)
+            [job] = client.undelivered("telegram")
+            assert client.delivery_steps(job.job_id, "telegram") == {'["preview.png"]'}
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        api.release_uploads()
+        harness.start_bot(_builder(redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0), polling=False)
+        done = _done_text(api, ack_id)
+        assert done.startswith("Done: Solo"), done
+        wait_for(lambda: not client.undelivered("telegram"), what="the job to be marked delivered")
+        time.sleep(1.0)  # the survivor keeps sweeping: room for a duplicate
+        posted = [c for c in api.calls_of("sendPhoto", "sendDocument", chat_id=ALICE["id"]) if c.status == 200]
+        names = [c.upload("photo" if c.method == "sendPhoto" else "document")[0] for c in posted]
+        assert sorted(names) == sorted(["Tonight-preview.png", *RESULT_DOCUMENTS]), "each file exactly once"
+        assert [c.method for c in posted][0] == "sendPhoto", "the preview came first, from the killed bot"
+        for call in posted:
+            assert call.params["reply_parameters"]["message_id"] == source["message_id"]
+        assert client.delivery_steps(job.job_id, "telegram") == set(), "delivered: the steps are dropped"

@@ -1,4 +1,4 @@
-"""The job client's delivery book on a real Redis: booking at submit, claims, leases, pruning.
+"""The job client's delivery book on a real Redis: booking at submit, claims, leases, posted steps, pruning.
 
 No worker runs: jobs stay queued, which is all delivery bookkeeping needs. The
 bots' restart behaviour on top of this is in test_telegram_restart.py and
@@ -7,6 +7,7 @@ test_discord_restart.py.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -14,9 +15,10 @@ import pytest
 from helpers.worker_fakes import wav_bytes, worker_settings
 
 from stemscribe.bots.common import has_option_words
+from stemscribe.bots.deliveries import Deliveries
 from stemscribe.core.options import Options
 from stemscribe.worker.client import InputFile, JobClient, Requester
-from stemscribe.worker.queues import undelivered_key
+from stemscribe.worker.queues import delivery_lease_key, delivery_steps_key, undelivered_key
 
 
 def _submit(client: JobClient, *, user: str = "7", platform: str = "telegram", owner: str | None = "bot-a") -> str:
@@ -80,13 +82,67 @@ def test_a_lapsed_lease_can_be_claimed_and_renewal_notices_the_loss(redis_url):
     assert client.renew_delivery(job_id, "telegram", "bot-b")
 
 
+def test_posted_steps_are_recorded_by_the_holder_only_and_kept_until_delivered(redis_url, redis_conn):
+    client = JobClient(worker_settings(redis_url, delivery_lease_s=30.0, job_result_ttl_s=3600))
+    job_id = _submit(client)
+    steps_key = delivery_steps_key(client.settings.queue_prefix, "telegram", job_id)
+    assert client.delivery_steps(job_id, "telegram") == set()
+    redis_conn.pexpire(delivery_lease_key(client.settings.queue_prefix, job_id), 1000)
+    assert client.record_delivery_step(job_id, "telegram", "bot-a", '["preview.png"]')
+    assert redis_conn.pttl(delivery_lease_key(client.settings.queue_prefix, job_id)) > 20_000, "recording renews"
+    assert client.record_delivery_step(job_id, "telegram", "bot-a", '["score.pdf"]')
+    assert client.record_delivery_step(job_id, "telegram", "bot-a", '["score.pdf"]')  # a repeat changes nothing
+    assert client.delivery_steps(job_id, "telegram") == {'["preview.png"]', '["score.pdf"]'}
+    assert client.delivery_steps(job_id, "discord") == set(), "steps are per platform"
+    # Kept as long as the job may wait for delivery, long after a dead instance's lease lapsed.
+    assert 3600 < redis_conn.ttl(steps_key) <= 3660
+
+    assert not client.record_delivery_step(job_id, "telegram", "bot-b", '["score.mid"]'), "bot-a holds it"
+    client.release_delivery(job_id, "bot-a")  # a clean stop: the steps stay for whoever resumes
+    assert client.claim_delivery(job_id, "telegram", "bot-b")
+    assert not client.record_delivery_step(job_id, "telegram", "bot-a", '["score.mid"]'), "bot-b holds it now"
+    assert client.delivery_steps(job_id, "telegram") == {'["preview.png"]', '["score.pdf"]'}
+    assert client.record_delivery_step(job_id, "telegram", "bot-b", '["score.mid"]')
+    assert len(client.delivery_steps(job_id, "telegram")) == 3
+
+    assert client.mark_delivered(job_id, "telegram", "bot-b")
+    assert not redis_conn.exists(steps_key) and client.delivery_steps(job_id, "telegram") == set()
+    assert not client.record_delivery_step(job_id, "telegram", "bot-b", '["notes.mid"]'), "delivered: no more steps"
+    assert not redis_conn.exists(steps_key)
+
+
+def test_a_follower_that_lost_the_job_stops_at_its_next_recorded_message(redis_url, redis_conn):
+    client = JobClient(worker_settings(redis_url, delivery_lease_s=30.0))
+    deliveries = Deliveries(client, "telegram", lease_s=30.0, sweep_s=1.0)
+    job_id = _submit(client, owner=deliveries.owner)
+    posted: list[str] = []
+
+    async def follow() -> None:
+        progress = deliveries.progress(job_id)
+        await progress.load()
+        for name in ("preview.png", "score.pdf", "score.mid"):
+            if name not in progress.earlier_files:
+                posted.append(name)
+                await progress.posted([name])
+                if name == "preview.png":  # meanwhile this instance's lease lapsed and bot-b took over
+                    redis_conn.set(delivery_lease_key(client.settings.queue_prefix, job_id), "bot-b")
+
+    asyncio.run(deliveries.deliver_once(job_id, follow()))
+    assert posted == ["preview.png", "score.pdf"], "nothing is posted after the refused record"
+    assert client.delivery_steps(job_id, "telegram") == {'["preview.png"]'}
+    assert [s.job_id for s in client.undelivered("telegram")] == [job_id], "bot-b delivers the rest"
+    assert client.deliveries.holder(job_id) == "bot-b"
+
+
 def test_old_and_vanished_jobs_are_pruned(redis_url, redis_conn):
     client = JobClient(worker_settings(redis_url, job_result_ttl_s=3600))
     old, gone, fresh = _submit(client, user="1"), _submit(client, user="2"), _submit(client, user="3")
     key = undelivered_key(client.settings.queue_prefix, "telegram")
     redis_conn.zadd(key, {old: time.time() - 3601})  # booked longer ago than results are kept
+    assert client.record_delivery_step(gone, "telegram", "bot-a", '["preview.png"]')
     redis_conn.delete(f"rq:job:{gone}")  # the job itself expired
     assert [s.job_id for s in client.undelivered("telegram")] == [fresh]
+    assert not redis_conn.exists(delivery_steps_key(client.settings.queue_prefix, "telegram", gone))
     assert [m.decode() for m in redis_conn.zrange(key, 0, -1)] == [fresh]
     assert 3600 < redis_conn.ttl(key) <= 3660, "an abandoned book expires by itself"
 

@@ -8,8 +8,10 @@ to Redis raises TransientError when Redis is unreachable for more than a few
 seconds, never a raw redis exception, so a Redis restart does not crash a bot.
 
 Delivery: a bot passes ``delivered_by`` (its instance id) to submit, follows the
-job, then calls mark_delivered; after a restart it resumes what undelivered()
-lists and claim_delivery() grants it (see worker.deliveries).
+job, records each message it posts (record_delivery_step), then calls
+mark_delivered; after a restart it resumes what undelivered() lists and
+claim_delivery() grants it, skipping the steps already posted. Those methods
+come from worker.deliveries.DeliveryMethods, which explains the guarantees.
 
 Access: job ids are 24 random URL-safe characters (144 bits), so a job id is a
 capability; methods that take an optional ``requester`` additionally refuse jobs
@@ -38,7 +40,7 @@ from stemscribe.core.options import Options, options_from_pairs
 
 from . import limits
 from .artifacts import INPUT_PREFIX, artifact_kind, open_store
-from .deliveries import DeliveryBook
+from .deliveries import DeliveryBook, DeliveryMethods
 from .queues import (JOB_FUNC, cancel_key, connect, defaults_key, history_key, make_queues, queue_name,
                      transient)
 from .records import Artifact, InputFile, JobOutput, JobStatus, Requester, Submission
@@ -62,7 +64,7 @@ def _timestamp(value) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-class JobClient:
+class JobClient(DeliveryMethods):
     """Enqueue transcription jobs and follow them.
 
     Args:
@@ -340,62 +342,6 @@ class JobClient:
                 self.admission.release(job_id, owner.platform, owner.user_id, owner.chat_id)
                 self.store.delete(job_id)
         return True
-
-    # ------------------------------------------------------------------ delivery
-
-    @transient
-    def undelivered(self, platform: str) -> list[JobStatus]:
-        """The platform's jobs whose outcome has not been posted yet, oldest first.
-
-        Each status carries the requester with the reply address the bot stored at
-        submit. Jobs that no longer exist are dropped from the book on the way.
-
-        Raises:
-            TransientError: Redis is unreachable.
-        """
-        ids = self.deliveries.pending(platform)
-        out = []
-        for job_id, job in zip(ids, Job.fetch_many(ids, connection=self.redis)):
-            if job is None:
-                self.deliveries.forget(platform, job_id)
-            else:
-                out.append(self._status_of(job))
-        return out
-
-    @transient
-    def claim_delivery(self, job_id: str, platform: str, owner: str) -> bool:
-        """Take over delivering an undelivered job nobody holds (one instance wins).
-
-        Returns:
-            True if owner now holds it; False if another instance (or owner itself)
-            holds it already, or it was delivered.
-
-        Raises:
-            TransientError: Redis is unreachable.
-        """
-        return self.deliveries.claim(platform, job_id, owner)
-
-    @transient
-    def renew_delivery(self, job_id: str, platform: str, owner: str) -> bool:
-        """Keep owner's hold on delivering a job; False when another instance has taken it over."""
-        return self.deliveries.renew(platform, job_id, owner)
-
-    @transient
-    def release_delivery(self, job_id: str, owner: str) -> None:
-        """Give up delivering a job (bot shutting down); the next instance resumes it."""
-        self.deliveries.release(job_id, owner)
-
-    @transient
-    def mark_delivered(self, job_id: str, platform: str, owner: str) -> bool:
-        """Record that the job's outcome reached the chat; it is never resumed again.
-
-        Returns:
-            False (and nothing changed) when another instance holds the job.
-
-        Raises:
-            TransientError: Redis is unreachable.
-        """
-        return self.deliveries.done(platform, job_id, owner)
 
     # ------------------------------------------------------------------ defaults
 

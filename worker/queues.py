@@ -1,7 +1,8 @@
 """Redis connection, queue names and key names shared by the client and the workers.
 
 Exports: connect, queue_name, queue_names, make_queues, cancel_key, history_key,
-defaults_key, undelivered_key, delivery_lease_key, JOB_FUNC, META_FIELDS, transient.
+defaults_key, undelivered_key, delivery_lease_key, delivery_steps_key, JOB_FUNC, META_FIELDS,
+transient.
 
 Every key starts with ``settings.queue_prefix`` so several deployments can share
 one Redis. RQ's own keys (``rq:job:<id>``, ``rq:queue:<name>``) hold the jobs.
@@ -111,3 +112,8 @@ def undelivered_key(prefix: str, platform: str) -> str:
 def delivery_lease_key(prefix: str, job_id: str) -> str:
     """Which bot instance is delivering a job (value: its owner id; expires unless renewed)."""
     return f"{prefix}:delivering:{job_id}"
+
+
+def delivery_steps_key(prefix: str, platform: str, job_id: str) -> str:
+    """Set of the delivery steps (messages) of a job already posted to its chat (see worker.deliveries)."""
+    return f"{prefix}:delivered-steps:{platform}:{job_id}"

@@ -20,7 +20,8 @@ from typing import Sequence
 
 import discord
 
-from stemscribe.settings import Settings, load_settings
+from stemscribe.bots.startup import bot_parser, load_bot_settings
+from stemscribe.settings import Settings
 
 from .bot import StemscribeBot, invite_url
 
@@ -96,17 +97,12 @@ async def sync_commands(settings: Settings, *, guild_id: int | None = None) -> i
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``[run|sync] [--guild ID] [--config FILE]``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="stemscribe-discord", description="stemscribe's Discord bot")
-    parser.add_argument("--config", help="settings file (TOML or KEY=VALUE); default $STEMSCRIBE_CONFIG")
+    parser = bot_parser("stemscribe-discord", "stemscribe's Discord bot")
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(config_file=args.config)
-    except (ValueError, OSError) as exc:
-        print(f"stemscribe discord: bad settings: {exc}", file=sys.stderr)
-        return 2
-    return handler(args, settings)
+    settings = load_bot_settings(args, command="stemscribe discord")
+    return handler(args, settings) if settings is not None else 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ from typing import Any
 import discord
 
 from stemscribe.bots.common import artifact_caption, progress_text, summary_line, user_message
+from stemscribe.bots.deliveries import Progress
 from stemscribe.core import errors as core_errors
 from stemscribe.core.errors import StemscribeError, TransientError
 
@@ -244,7 +245,11 @@ async def _finish(bot: Any, watch: JobWatch, status: Any, *, token_alive: bool) 
         return
 
     output = await asyncio.to_thread(bot.jobs.result, watch.job_id)
-    sizes = [(a.name, a.size_bytes) for a in output.artifacts]
+    progress: Progress = bot.deliveries.progress(watch.job_id)
+    await progress.load()
+    # Only files no earlier attempt posted. Fixed for this attempt: when a route fails half-way, the
+    # next one (a DM, say) gets all of them again, as the requester may not see the first one's messages.
+    sizes = [(a.name, a.size_bytes) for a in output.artifacts if a.name not in progress.earlier_files]
     cache: dict[str, bytes] = {}
 
     async def payload(name: str) -> bytes:
@@ -253,14 +258,15 @@ async def _finish(bot: Any, watch: JobWatch, status: Any, *, token_alive: bool) 
         return cache[name]
 
     async def compose(route: Route) -> None:
+        # Planned per route (the upload limit depends on it), so it may differ from an earlier attempt's plan.
         plan = plan_uploads(sizes, limit_bytes=_limit_for(bot, watch, route), title=watch.title)
-        await _post_result(route, plan, output.summary, watch, payload)
+        await _post_result(route, plan, output.summary, watch, payload, progress)
 
     await deliver(compose, _routes(bot, watch, token_alive=token_alive))
 
 
-async def _post_result(route: Route, plan: UploadPlan, summary: dict, watch: JobWatch, payload) -> None:
-    """Send the plan's messages through one route: the embed rides on the first."""
+def _result_embed(plan: UploadPlan, summary: dict, watch: JobWatch) -> discord.Embed:
+    """The result card: title, summary, notes, and the list of files the plan attaches."""
     embed = discord.Embed(title=watch.title[:256], description=summary_line(summary)[:4000] or None,
                           colour=RESULT_COLOUR)
     if plan.preview is not None:
@@ -272,17 +278,30 @@ async def _post_result(route: Route, plan: UploadPlan, summary: dict, watch: Job
     if listed:
         embed.add_field(name="Files", value="\n".join(listed)[:1024], inline=False)
     embed.set_footer(text=f"job {watch.job_id}")
+    return embed
+
+
+async def _post_result(route: Route, plan: UploadPlan, summary: dict, watch: JobWatch, payload,
+                       progress: Progress) -> None:
+    """Send the plan's messages through one route, recording each in progress: the embed rides on the first.
+
+    After an earlier attempt posted some messages, the plan holds only the files
+    still missing and they go as the parts after those (nothing, if none is missing).
+    """
+    earlier = progress.earlier_messages
+    total = earlier + len(plan.messages)
     note = too_large_note(plan)
-    if not plan.messages:
-        await route.first(content=("Your score is ready. " + note).strip(), embed=embed)
+    if not total:
+        await route.first(content=("Your score is ready. " + note).strip(), embed=_result_embed(plan, summary, watch))
+        await progress.posted([])
         return
-    for index, group in enumerate(plan.messages):
+    for index, group in enumerate(plan.messages, start=earlier):
         files = [discord.File(io.BytesIO(await payload(p.artifact)), filename=p.filename) for p in group]
-        last = index == len(plan.messages) - 1
+        tail = "\n" + note if index == total - 1 and note else ""
         if index == 0:
-            content = "Your score is ready." + (f" ({len(plan.messages)} messages)" if len(plan.messages) > 1 else "")
-            await route.first(content=(content + ("\n" + note if last and note else "")).strip(),
-                              embed=embed, files=files)
+            content = "Your score is ready." + (f" ({total} messages)" if total > 1 else "")
+            await route.first(content=(content + tail).strip(), embed=_result_embed(plan, summary, watch),
+                              files=files)
         else:
-            await route.send(content=(f"Part {index + 1} of {len(plan.messages)}."
-                                      + ("\n" + note if last and note else "")), files=files)
+            await route.send(content=f"Part {index + 1} of {total}." + tail, files=files)
+        await progress.posted([p.artifact for p in group])

@@ -26,6 +26,7 @@ from telegram.error import BadRequest, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from stemscribe.bots.common import ARTIFACT_ORDER, artifact_caption, progress_text, summary_line, user_message
+from stemscribe.bots.deliveries import Progress
 from stemscribe.core.errors import StemscribeError, TransientError
 
 log = logging.getLogger(__name__)
@@ -176,20 +177,26 @@ def _size_text(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *, upload_limit_bytes: int) -> list[str]:
+async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *, upload_limit_bytes: int,
+                          progress: Progress | None = None) -> list[str]:
     """Upload a finished job's files: preview photo with the summary, score files, stems.
+
+    Each message is one delivery step: files an earlier attempt posted are skipped,
+    and each message is recorded in progress as soon as it is sent.
 
     Args:
         client: the JobClient (artifacts are fetched through it, off the event loop).
         output: the JobOutput of the finished job.
         upload_limit_bytes: files larger than this are replaced by a note.
+        progress: the job's loaded delivery Progress; None posts everything and records nothing.
 
     Returns:
         Notes for the user about files that could not be sent.
     """
     reply = ReplyParameters(message_id=ticket.reply_to_message_id, allow_sending_without_reply=True) \
         if ticket.reply_to_message_id else None
-    artifacts = {a.name: a for a in output.artifacts}
+    posted_before = progress.earlier_files if progress is not None else frozenset()
+    artifacts = {a.name: a for a in output.artifacts if a.name not in posted_before}
     notes: list[str] = []
 
     async def fetch(name: str) -> bytes | None:
@@ -201,21 +208,17 @@ async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *,
             return None
         return await asyncio.to_thread(client.fetch_artifact, ticket.job_id, name)
 
+    async def sent(names: list[str]) -> None:
+        if progress is not None:
+            await progress.posted(names)
+
     common = {"chat_id": ticket.chat_id, "reply_parameters": reply}
     for name in (n for n in ARTIFACT_ORDER if n in artifacts):
         data = await fetch(name)
         if data is None:
             continue
-        upload = InputFile(data, filename=output_file_name(ticket.base_name, name))
-        if name == "preview.png" and len(data) <= PHOTO_LIMIT_BYTES:
-            caption = summary_line(output.summary)[:CAPTION_LIMIT_CHARS] or None
-            try:
-                await with_flood_retry(bot.send_photo, photo=upload, caption=caption, **common)
-                continue
-            except BadRequest as exc:
-                # Telegram rejects photos with extreme proportions; the file itself is fine.
-                log.info("job %s: preview refused as photo (%s); sending it as a document", ticket.job_id, exc)
-        await with_flood_retry(bot.send_document, document=upload, caption=artifact_caption(name), **common)
+        await _send_score_file(bot, ticket, output, name, data, common)
+        await sent([name])
 
     stems = []
     for name in sorted(n for n in artifacts if n.startswith("stems/")):
@@ -224,26 +227,52 @@ async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *,
             stems.append((name, data))
     for start in range(0, len(stems), MEDIA_GROUP_MAX):
         batch = stems[start:start + MEDIA_GROUP_MAX]
-        if len(batch) == 1:
-            name, data = batch[0]
-            audio = InputFile(data, filename=output_file_name(ticket.base_name, name))
-            await with_flood_retry(bot.send_audio, audio=audio, caption=artifact_caption(name),
-                                   title=artifact_caption(name), **common)
-            continue
-        # Raw bytes plus filename: PTB then attaches each file under its own multipart name.
-        group = [InputMediaAudio(data, filename=output_file_name(ticket.base_name, name),
-                                 caption=artifact_caption(name), title=artifact_caption(name))
-                 for name, data in batch]
-        await with_flood_retry(bot.send_media_group, media=group, **common)
+        await _send_stems(bot, ticket, batch, common)
+        await sent([name for name, _ in batch])
     return notes
 
 
+async def _send_score_file(bot: Bot, ticket: Ticket, output: Any, name: str, data: bytes,
+                           common: dict[str, Any]) -> None:
+    """Send one score file: the preview as a photo carrying the summary when Telegram takes it, else a document."""
+    upload = InputFile(data, filename=output_file_name(ticket.base_name, name))
+    if name == "preview.png" and len(data) <= PHOTO_LIMIT_BYTES:
+        caption = summary_line(output.summary)[:CAPTION_LIMIT_CHARS] or None
+        try:
+            await with_flood_retry(bot.send_photo, photo=upload, caption=caption, **common)
+            return
+        except BadRequest as exc:
+            # Telegram rejects photos with extreme proportions; the file itself is fine.
+            log.info("job %s: preview refused as photo (%s); sending it as a document", ticket.job_id, exc)
+    await with_flood_retry(bot.send_document, document=upload, caption=artifact_caption(name), **common)
+
+
+async def _send_stems(bot: Bot, ticket: Ticket, batch: list[tuple[str, bytes]], common: dict[str, Any]) -> None:
+    """Send up to MEDIA_GROUP_MAX stems as one message: a lone audio, or a media group."""
+    if len(batch) == 1:
+        name, data = batch[0]
+        audio = InputFile(data, filename=output_file_name(ticket.base_name, name))
+        await with_flood_retry(bot.send_audio, audio=audio, caption=artifact_caption(name),
+                               title=artifact_caption(name), **common)
+        return
+    # Raw bytes plus filename: PTB then attaches each file under its own multipart name.
+    group = [InputMediaAudio(data, filename=output_file_name(ticket.base_name, name),
+                             caption=artifact_caption(name), title=artifact_caption(name))
+             for name, data in batch]
+    await with_flood_retry(bot.send_media_group, media=group, **common)
+
+
 async def follow_job(bot: Bot, client: Any, ticket: Ticket, *, upload_limit_bytes: int,
-                     initial_text: str | None = None, poll_interval_s: float = POLL_INTERVAL_S) -> None:
+                     initial_text: str | None = None, poll_interval_s: float = POLL_INTERVAL_S,
+                     progress: Progress | None = None) -> None:
     """Edit the progress message until the job ends, then deliver results or the error.
 
     Never raises: a bug here is logged with the job id and the user gets an apology
     quoting it, because this runs as a background task with nobody to catch it.
+
+    Args:
+        progress: the job's delivery Progress (not loaded yet): results an earlier
+            attempt posted are not posted again. None posts everything.
     """
     editor = ProgressEditor(bot, ticket.chat_id, ticket.progress_message_id, initial_text=initial_text)
     try:
@@ -267,7 +296,10 @@ async def follow_job(bot: Bot, client: Any, ticket: Ticket, *, upload_limit_byte
         if status.state == "finished":
             output = await asyncio.to_thread(client.result, ticket.job_id)
             await editor.show(progress_text("finished") + " Sending your files…")
-            notes = await deliver_results(bot, client, ticket, output, upload_limit_bytes=upload_limit_bytes)
+            if progress is not None:
+                await progress.load()
+            notes = await deliver_results(bot, client, ticket, output, upload_limit_bytes=upload_limit_bytes,
+                                          progress=progress)
             await editor.finish("\n".join(["Done: " + (summary_line(output.summary) or "your score is below."),
                                            *notes]))
         elif status.state == "cancelled":

@@ -171,7 +171,8 @@ async def transcribe(update: Update, context: ContextTypes.DEFAULT_TYPE, source:
 def follow(bot: Any, svc: Services, ticket: Any) -> None:
     """Follow a job in the background (holding its delivery) until its outcome is posted."""
     svc.tracker.track(ticket.job_id, svc.deliveries.deliver_once(
-        ticket.job_id, follow_job(bot, svc.client, ticket, upload_limit_bytes=svc.upload_limit_bytes)))
+        ticket.job_id, follow_job(bot, svc.client, ticket, upload_limit_bytes=svc.upload_limit_bytes,
+                                  progress=svc.deliveries.progress(ticket.job_id))))
 
 
 async def handle_recording(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

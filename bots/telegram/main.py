@@ -16,8 +16,9 @@ import sys
 from typing import Sequence
 from urllib.parse import urlsplit
 
+from stemscribe.bots.startup import bot_parser, load_bot_settings
 from stemscribe.bots.telegram.app import ALLOWED_UPDATES, build_application
-from stemscribe.settings import Settings, load_settings
+from stemscribe.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the Telegram bot; see --help."""
-    parser = argparse.ArgumentParser(prog="stemscribe-telegram", description="Run the stemscribe Telegram bot.")
-    parser.add_argument("--config", help="settings file (TOML or KEY=VALUE); default $STEMSCRIBE_CONFIG")
+    parser = bot_parser("stemscribe-telegram", "Run the stemscribe Telegram bot.")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(config_file=args.config)
-    except (ValueError, OSError) as exc:
-        print(f"stemscribe telegram: bad settings: {exc}", file=sys.stderr)
-        return 2
-    return run(settings, args)
+    settings = load_bot_settings(args, command="stemscribe telegram")
+    return run(settings, args) if settings is not None else 2
 
 
 if __name__ == "__main__":  # pragma: no cover

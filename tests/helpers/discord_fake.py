@@ -15,6 +15,8 @@ Behaviour the tests can switch:
   * ``dm_closed``: sending to a DM channel answers 403 Cannot send messages to this user.
   * ``token_lifetime_s``: interaction webhooks older than this answer 401 Invalid Webhook Token,
     as Discord does after 15 minutes.
+  * ``hang_uploads_after(n)``: answer n more requests carrying files, then leave later ones
+    unanswered (status 0, nothing posted), as Discord looks to a bot that dies while sending one.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class FakeDiscord:
         self.dm_closed = False
         self.token_lifetime_s: float = 15 * 60
         self.cdn: dict[str, bytes] = {}
+        self._uploads_before_hang: int | None = None
+        self._unhang = asyncio.Event()
         self.dm_channels: dict[str, str] = {}      # user id -> DM channel id
         self._tokens: dict[str, float] = {}        # interaction token -> monotonic creation time
         self._messages: dict[str, dict] = {}
@@ -117,6 +121,7 @@ class FakeDiscord:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._unhang.set()
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
         if self._runner is not None:
@@ -129,6 +134,15 @@ class FakeDiscord:
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def hang_uploads_after(self, answered: int) -> None:
+        """Answer the next `answered` requests carrying files, then hold later ones until release_uploads()."""
+        self._uploads_before_hang = answered
+
+    def release_uploads(self) -> None:
+        """Answer the held uploads with 503 (still nothing posted) and take later ones normally."""
+        self._uploads_before_hang = None
+        self._unhang.set()
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         """Wait until the client has identified and received READY."""
@@ -267,6 +281,16 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.Response:
         body, files = await _read_body(request)
         call = Call(request.method, "/" + request.match_info["tail"], dict(request.query), body, files)
+        if files and self._uploads_before_hang is not None:
+            if self._uploads_before_hang == 0:
+                call.status = 0
+                self.calls.append(call)
+                async with self._changed:
+                    self._changed.notify_all()
+                await self._unhang.wait()
+                call.status = 503
+                return web.Response(status=503)
+            self._uploads_before_hang -= 1
         if request.headers.get("Authorization") != f"Bot {self.token}" and not call.path.startswith(("/webhooks/", "/interactions/")):
             call.status = 401
             response = _json({"message": "401: Unauthorized", "code": 0}, status=401)

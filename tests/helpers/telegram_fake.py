@@ -8,8 +8,9 @@ for python-telegram-bot's Application: getMe, getUpdates (long poll, fed by the
 test), sendMessage, editMessageText, editMessageReplyMarkup, sendPhoto,
 sendDocument, sendAudio, sendMediaGroup, sendChatAction, getFile plus the file
 download route, answerCallbackQuery, setMyCommands, deleteWebhook, setWebhook.
-It records every call with its parameters and uploaded files, and can answer the
-next call of a method with 429 "retry after" on demand.
+It records every call with its parameters and uploaded files, can answer the
+next call of a method with 429 "retry after" on demand, and can leave uploads
+unanswered, as Telegram looks to a bot that dies while sending one.
 
 BotHarness runs the fake server and a real Application (built by the bot's own
 build_application) on an event loop in a background thread, so tests stay
@@ -34,6 +35,9 @@ from aiohttp import web
 TOKEN = "123456:TEST-token"
 BOT_ID = 123456
 BOT_USERNAME = "stemscribe_test_bot"
+
+#: Methods that post a file to a chat (see FakeBotApi.hang_uploads_after).
+UPLOAD_METHODS = ("sendPhoto", "sendDocument", "sendAudio", "sendMediaGroup")
 
 # Parameters whose form values are JSON documents rather than plain strings.
 _JSON_PARAMS = {"reply_markup", "media", "entities", "caption_entities", "allowed_updates",
@@ -78,6 +82,8 @@ class FakeBotApi:
         self._file_ids = itertools.count(1)
         self._files: dict[str, tuple[bytes, int]] = {}
         self._failures: dict[str, list[int]] = {}
+        self._uploads_before_hang: int | None = None
+        self._unhang: asyncio.Event | None = None
         self._new_update: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -120,6 +126,22 @@ class FakeBotApi:
         with self._lock:
             self._failures.setdefault(method, []).extend([retry_after_s] * times)
 
+    def hang_uploads_after(self, answered: int) -> None:
+        """Answer the next `answered` uploads, then leave every later one unanswered until release_uploads().
+
+        A held call is recorded with status 0 (nothing reached the chat); the bot sees
+        a request that never ends, as if it died while sending it.
+        """
+        with self._lock:
+            self._uploads_before_hang = answered
+
+    def release_uploads(self) -> None:
+        """Answer the held uploads with 503 (still nothing posted) and take later ones normally."""
+        with self._lock:
+            self._uploads_before_hang = None
+        if self._loop is not None and self._unhang is not None:
+            self._loop.call_soon_threadsafe(self._unhang.set)
+
     def calls_of(self, *methods: str, chat_id: int | None = None) -> list[ApiCall]:
         """Successful and failed calls of the given methods, optionally to one chat, in order."""
         with self._lock:
@@ -146,6 +168,7 @@ class FakeBotApi:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._new_update = asyncio.Event()
+        self._unhang = asyncio.Event()
         app = web.Application(client_max_size=200 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_download)
@@ -156,6 +179,8 @@ class FakeBotApi:
         self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp has no public accessor
 
     async def stop(self) -> None:
+        if self._unhang is not None:
+            self._unhang.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -187,13 +212,23 @@ class FakeBotApi:
         with self._lock:
             pending = self._failures.get(method)
             retry_after = pending.pop(0) if pending else None
+            hang = False
             if retry_after is not None:
                 call.status = 429
+            elif method in UPLOAD_METHODS and self._uploads_before_hang is not None:
+                hang = self._uploads_before_hang == 0
+                self._uploads_before_hang = max(0, self._uploads_before_hang - 1)
+                call.status = 0 if hang else call.status
             self.calls.append(call)
         if retry_after is not None:
             return web.json_response({"ok": False, "error_code": 429,
                                       "description": f"Too Many Requests: retry after {retry_after}",
                                       "parameters": {"retry_after": retry_after}}, status=429)
+        if hang:
+            await self._unhang.wait()
+            call.status = 503
+            return web.json_response({"ok": False, "error_code": 503, "description": "Service Unavailable"},
+                                     status=503)
         handler = getattr(self, "_api_" + method, None)
         if handler is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
