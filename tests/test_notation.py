@@ -483,3 +483,26 @@ def test_a_chorale_without_pickup_does_not_get_one():
     assert notation.time_signature == "4/4"
     assert notation.pickup_quarters == 0
     assert notation.score.parts[0].getElementsByClass("Measure")[0].duration.quarterLength == 4.0
+
+
+def test_a_ragged_chord_is_one_chord_but_a_moving_line_keeps_its_voice():
+    from stemscribe.core.notation.arrange import assign_voices
+
+    q = Fraction
+    # A chord whose notes were released a sixteenth apart, then the next chord on beat 2:
+    # one chord of eighths in one voice, not a sixteenth over an eighth in two voices.
+    ragged = [QNote(q(0), q(1, 4), 64), QNote(q(0), q(1, 2), 60), QNote(q(0), q(1, 2), 55),
+              QNote(q(1, 2), q(1), 62), QNote(q(1, 2), q(1), 59)]
+    voices = assign_voices(ragged)
+    assert len(voices) == 1
+    assert [(e.onset, e.end, e.pitches) for e in voices[0]] == [(0, q(1, 2), [55, 60, 64]), (q(1, 2), 1, [59, 62])]
+    # A sixteenth melody over an inner eighth: the melody moves on at 1/4, so it stays a line
+    # of its own and the inner note keeps its eighth.
+    moving = [QNote(q(0), q(1, 4), 72), QNote(q(0), q(1, 2), 60), QNote(q(1, 4), q(1, 2), 74),
+              QNote(q(1, 2), q(1), 76), QNote(q(1, 2), q(1), 62)]
+    voices = assign_voices(moving)
+    assert sorted(e.end - e.onset for v in voices for e in v if e.onset == 0) == [q(1, 4), q(1, 2)]
+    # A held line under moving notes keeps its length and its own voice.
+    held = [QNote(q(0), q(2), 48), QNote(q(0), q(1, 2), 64), QNote(q(1, 2), q(1), 65), QNote(q(1), q(2), 67)]
+    voices = assign_voices(held)
+    assert [(e.onset, e.end) for e in voices[1]] == [(0, 2)]

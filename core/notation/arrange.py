@@ -22,6 +22,8 @@ HAND_SPAN_SEMITONES = 16
 HAND_SPLIT_PITCH = 60
 #: Gaps up to this many quarters between a note and the next are closed (no tiny rests).
 LEGATO_GAP_Q = Fraction(1, 4)
+#: Notes that start together and end within this many quarters of each other are one chord.
+CHORD_END_TOLERANCE_Q = Fraction(1, 4)
 
 
 @dataclass
@@ -41,8 +43,10 @@ def assign_voices(notes: list[QNote], *, max_voices: int = 2) -> list[list[Voice
         Voices (upper first), each a list of non-overlapping VoiceEvents in time order.
     """
     voices: list[list[VoiceEvent]] = [[]]
-    for onset, group in groupby(sorted(notes, key=lambda n: (n.onset, -n.pitch)), key=lambda n: n.onset):
-        members = list(group)
+    ordered = sorted(notes, key=lambda n: (n.onset, -n.pitch))
+    onsets = sorted({n.onset for n in ordered})
+    for k, (onset, group) in enumerate(groupby(ordered, key=lambda n: n.onset)):
+        members = _even_chord_ends(list(group), onsets[k + 1] if k + 1 < len(onsets) else None)
         by_end: dict[Fraction, list[QNote]] = {}
         for n in members:
             by_end.setdefault(n.end, []).append(n)
@@ -74,6 +78,44 @@ def assign_voices(notes: list[QNote], *, max_voices: int = 2) -> list[list[Voice
     # The voice that sounds higher on average is voice 1.
     voices.sort(key=lambda v: -sum(sum(e.pitches) / len(e.pitches) for e in v) / len(v))
     return [legato(v) for v in voices]
+
+
+def _even_chord_ends(members: list[QNote], next_onset: Fraction | None,
+                     tolerance_q: Fraction = CHORD_END_TOLERANCE_Q) -> list[QNote]:
+    """Give notes that start together one end where their ends differ by little.
+
+    Performed chords end raggedly (a piano model hears each string's damper on
+    its own); written with their own ends, the notes of one chord fall into two
+    voices with rests between them. Ends are grouped from the shortest up: a note
+    ending within ``tolerance_q`` (and within half its length) of the group's
+    first end joins it, and the group takes its longest end, provided no other
+    note of the staff starts before that end (then the shorter notes belong to a
+    line that moves on, and keep their ends). A line that clearly outlasts the
+    chord keeps its own end (and a voice of its own).
+
+    Args:
+        members: notes with one onset.
+        next_onset: the staff's next onset after theirs (None at the end).
+    """
+    if len(members) < 2:
+        return members
+    out: list[QNote] = []
+    group: list[QNote] = []
+
+    def close() -> None:
+        end = max(m.end for m in group)
+        if next_onset is not None and next_onset < end:
+            out.extend(group)
+            return
+        out.extend(m if m.end == end else QNote(m.onset, end, m.pitch, m.velocity) for m in group)
+
+    for n in sorted(members, key=lambda n: n.end):
+        if group and (n.end - group[0].end > tolerance_q or n.end - group[0].end > (n.end - n.onset) / 2):
+            close()
+            group = []
+        group.append(n)
+    close()
+    return out
 
 
 def legato(events: list[VoiceEvent], gap_q: Fraction = LEGATO_GAP_Q) -> list[VoiceEvent]:
