@@ -506,3 +506,23 @@ def test_a_ragged_chord_is_one_chord_but_a_moving_line_keeps_its_voice():
     held = [QNote(q(0), q(2), 48), QNote(q(0), q(1, 2), 64), QNote(q(1, 2), q(1), 65), QNote(q(1), q(2), 67)]
     voices = assign_voices(held)
     assert [(e.onset, e.end) for e in voices[1]] == [(0, 2)]
+
+
+def test_pulse_locked_on_the_off_beat_chords_moves_to_the_bass():
+    from stemscribe.core.notation.rhythm import bass_on_the_beat, onset_events
+
+    # Boom-chick at 120 bpm: bass on every beat (0.5 s), a three-note chord halfway between.
+    notes = []
+    for k in range(16):
+        t = 1.0 + 0.5 * k
+        notes.append(Note(t, t + 0.45, [36, 43][k % 2], 80))
+        notes.extend(Note(t + 0.25, t + 0.45, p, 110) for p in (60, 64, 67))
+    events = onset_events(notes)
+    on_chords = np.arange(1.25, 9.0, 0.5)        # what a tracker locked on the chords returns
+    moved = bass_on_the_beat(on_chords, events)
+    assert np.allclose(moved, np.arange(1.5, 8.8, 0.5))  # now on the bass notes
+    on_bass = np.arange(1.0, 9.0, 0.5)
+    assert bass_on_the_beat(on_bass, events) is on_bass   # already right: unchanged
+    # A single line (no chords) has no bass to go by: unchanged.
+    melody = [Note(1.0 + 0.25 * k, 1.2 + 0.25 * k, [48, 72][k % 2], 80) for k in range(32)]
+    assert bass_on_the_beat(on_chords, onset_events(melody)) is on_chords

@@ -104,7 +104,8 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
         raise NoNotesError("I could not find any notes in this recording.",
                            hint="Try a clearer recording, or a different instrument or mode.")
     report(Stage.ANALYZE, 0.1, "finding the beat")
-    beats_s, events = rhythm.track_beats(all_notes, audio_mono, sample_rate, tempo_hint_bpm=options.tempo_bpm)
+    beats_s, events = rhythm.track_beats(all_notes, audio_mono, sample_rate, tempo_hint_bpm=options.tempo_bpm,
+                                         pitched=pitched)
     report(Stage.ANALYZE, 0.5, "finding the meter")
     first_s = min(n.start_s for n in all_notes)
     grid = meter.analyze_meter(beats_s, events, first_note_s=first_s, time_signature=options.time_signature)

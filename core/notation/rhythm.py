@@ -1,6 +1,6 @@
 """Beat, downbeat, tempo-map and meter analysis of performed notes (and audio).
 
-Exports: BeatGrid, track_beats, onset_events, SIMPLE_METERS, COMPOUND_METERS.
+Exports: BeatGrid, track_beats, onset_events, bass_on_the_beat, SIMPLE_METERS, COMPOUND_METERS.
 
 The notes carry most of the rhythm: an onset envelope is built from note
 onsets (weighted by loudness, length and chord size) and, when audio is given,
@@ -33,6 +33,15 @@ PRIOR_OCTAVES = 0.9
 TEMPO_TIGHTNESS = 100.0
 #: Share of the tightness that ties every beat to the global period (against drifting an octave).
 GLOBAL_TEMPO_WEIGHT = 0.25
+
+#: The pulse moves half a beat when the pitched bass onsets fall between the tracked beats
+#: this many times more (by salience) than on them: the tracker locked onto the chords of a
+#: "boom-chick" accompaniment (reels, polkas, marches, stride) instead of its bass.
+BASS_OFFBEAT_RATIO = 3.0
+#: ... with at least this many bass onsets between the beats ...
+BASS_OFFBEAT_MIN_EVENTS = 8
+#: ... in a texture with chords (share of onsets that are chords); a single line has no bass.
+BASS_MIN_POLYPHONY = 0.3
 
 SIMPLE_METERS = ("2/4", "3/4", "4/4")
 COMPOUND_METERS = ("6/8", "9/8", "12/8")
@@ -256,6 +265,37 @@ def snap_to_events(beats_s: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
     return out
 
 
+def bass_on_the_beat(beats_s: np.ndarray, pitched_events: list[OnsetEvent]) -> np.ndarray:
+    """The beats, moved half a beat when the bass plays between them.
+
+    In a "boom-chick" accompaniment the chords on the off-beats are often the
+    loudest, sharpest onsets, and a beat tracker locks onto them; every bass note
+    then falls halfway between two beats, the score is written an eighth off and
+    the bass line is a chain of syncopations. The bass (events whose lowest note
+    is in the lowest 35 % of the piece's) is checked: when its salience halfway
+    between the beats is BASS_OFFBEAT_RATIO times that on the beats, the beats
+    move to the midpoints. A single line, or too few bass onsets, is left alone.
+
+    Args:
+        beats_s: tracked beat times.
+        pitched_events: onset events of the pitched notes (no drums).
+    """
+    if len(beats_s) < 4 or not pitched_events:
+        return beats_s
+    if float(np.mean([len(set(e.pitches)) > 1 for e in pitched_events])) < BASS_MIN_POLYPHONY:
+        return beats_s
+    lows = np.array([e.low_pitch for e in pitched_events])
+    bass = lows <= np.percentile(lows, 35)
+    pos = np.interp([e.time_s for e in pitched_events], beats_s, np.arange(len(beats_s)))
+    frac = pos - np.floor(pos)
+    weight = np.array([e.weight for e in pitched_events])
+    on = bass & ((frac < 0.15) | (frac > 0.85))
+    half = bass & (np.abs(frac - 0.5) < 0.15)
+    if half.sum() < BASS_OFFBEAT_MIN_EVENTS or weight[half].sum() < BASS_OFFBEAT_RATIO * weight[on].sum():
+        return beats_s
+    return 0.5 * (beats_s[:-1] + beats_s[1:])
+
+
 def smooth_beats(beats_s: np.ndarray, passes: int = 1) -> np.ndarray:
     """Light smoothing of beat times (human timing noise), keeping tempo trends."""
     out = beats_s.copy()
@@ -280,7 +320,8 @@ def extend_beats(beats_s: np.ndarray, start_s: float, end_s: float, count_window
 
 
 def track_beats(notes: list[Note], audio_mono: np.ndarray | None, sample_rate: int,
-                *, tempo_hint_bpm: float | None = None) -> tuple[np.ndarray, list[OnsetEvent]]:
+                *, tempo_hint_bpm: float | None = None,
+                pitched: list[Note] | None = None) -> tuple[np.ndarray, list[OnsetEvent]]:
     """Beat times (s) of the most plausible pulse, covering every note.
 
     Args:
@@ -288,6 +329,8 @@ def track_beats(notes: list[Note], audio_mono: np.ndarray | None, sample_rate: i
         audio_mono: the recording, or None to use the notes alone.
         sample_rate: of audio_mono.
         tempo_hint_bpm: a known pulse rate (the user's tempo), or None to detect.
+        pitched: the pitched notes alone (drums left out), for the bass check
+            (bass_on_the_beat); None skips it.
 
     Returns:
         (beat times in seconds, onset events used).
@@ -314,6 +357,8 @@ def track_beats(notes: list[Note], audio_mono: np.ndarray | None, sample_rate: i
         beats = np.arange(first, max(last, first + step) + step, step)
     beats = snap_to_events(beats, events)
     beats = smooth_beats(beats)
+    if pitched:
+        beats = bass_on_the_beat(beats, onset_events(pitched))
     notes_end = max((n.end_s for n in notes), default=last)
     step = float(np.median(np.diff(beats)))
     beats = extend_beats(beats, first - 2 * step, notes_end + step)
