@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .rhythm import BeatGrid, OnsetEvent
+from .rhythm import BeatGrid, OnsetEvent, polyphony
 
 # (bar length in tatums, tatums per notated-beat group) -> weights per tatum.
 # "simple" structures group tatums in twos, "compound" in threes.
@@ -130,16 +130,9 @@ def _tatum_features(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
         feats.append((f - f.mean()) / s if s > 0 else np.zeros(n))
     # In a single line the "bass" is only its lowest notes and every new note is a
     # "harmonic change": weaker cues than real bass notes and chord changes.
-    poly = _polyphony(events)
+    poly = polyphony(events)
     harmony = HARMONY_CUE_WEIGHT * (poly + (1.0 - poly) * MELODY_CUE_SHARE)
     return feats[0] + harmony * (feats[1] + feats[2])
-
-
-def _polyphony(events: list[OnsetEvent]) -> float:
-    """Share of onset events that are chords (0 for a melody, near 1 for a chorale)."""
-    if not events:
-        return 0.0
-    return float(np.mean([len(set(e.pitches)) > 1 for e in events]))
 
 
 def _pattern(weights: list[float] | np.ndarray, phase: int, n: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Beat, downbeat, tempo-map and meter analysis of performed notes (and audio).
 
-Exports: BeatGrid, track_beats, onset_events, bass_on_the_beat, SIMPLE_METERS, COMPOUND_METERS.
+Exports: BeatGrid, track_beats, onset_events, polyphony, bass_on_the_beat, SIMPLE_METERS, COMPOUND_METERS.
 
 The notes carry most of the rhythm: an onset envelope is built from note
 onsets (weighted by loudness, length and chord size) and, when audio is given,
@@ -265,6 +265,13 @@ def snap_to_events(beats_s: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
     return out
 
 
+def polyphony(events: list[OnsetEvent]) -> float:
+    """Share of onset events that are chords (0 for a melody, near 1 for a chorale)."""
+    if not events:
+        return 0.0
+    return float(np.mean([len(set(e.pitches)) > 1 for e in events]))
+
+
 def bass_on_the_beat(beats_s: np.ndarray, pitched_events: list[OnsetEvent]) -> np.ndarray:
     """The beats, moved half a beat when the bass plays between them.
 
@@ -282,7 +289,7 @@ def bass_on_the_beat(beats_s: np.ndarray, pitched_events: list[OnsetEvent]) -> n
     """
     if len(beats_s) < 4 or not pitched_events:
         return beats_s
-    if float(np.mean([len(set(e.pitches)) > 1 for e in pitched_events])) < BASS_MIN_POLYPHONY:
+    if polyphony(pitched_events) < BASS_MIN_POLYPHONY:
         return beats_s
     lows = np.array([e.low_pitch for e in pitched_events])
     bass = lows <= np.percentile(lows, 35)
