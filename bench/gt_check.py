@@ -15,7 +15,8 @@ content-based detector), and stemscribe's key from a bench/run_devset.py output.
 A label that every finder contradicts on the true notes follows the composer's
 key signature rather than the notes of the excerpt (e.g. a Bach chorale in F
 minor written with three flats), and no detector listening to the excerpt can be
-expected to name it.
+expected to name it. Chord symbols written in gt.musicxml (lead sheets) are
+listed too: they say which key the arranger heard.
 
 Written time. score.py compares written onsets (quarter notes) after one global
 shift. gt.musicxml can hold written time the recording never plays: hidden
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gt_check.md")
     args = ap.parse_args(argv)
     head = (["clip", "label", "signature"] + [a for a, _ in ALGORITHMS]
-            + ["finders agree with label", "stemscribe key", "silent written time (at quarter: +quarters)",
+            + ["finders agree with label", "chord symbols written in the score", "stemscribe key",
+               "silent written time (at quarter: +quarters)",
                "score-note F1 ceiling"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     agree_total = 0
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         found = [_name(score.analyze(alg)) for _, alg in ALGORITHMS]
         agree = sum(f.lower() == label.lower() for f in found)
         agree_total += agree == len(found)
+        symbols = [c.figure.replace("-", "b") for c in score.recurse().getElementsByClass(music21.harmony.ChordSymbol)]
+        symbol_text = ", ".join(symbols) if symbols else "none"
         result = args.run_root / clip.name / "result.json"
         ours = json.loads(result.read_text()).get("key", "?") if result.exists() else "?"
         mark = "✓" if ours.lower() == label.lower() else "✗"
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         jump_text = ", ".join(f"{w:g}: {d:+g}" for w, d in jumps) or ("none" if ceiling is not None else "tempo moves")
         ceiling_text = f"{ceiling:.3f}" if ceiling is not None else "1.0 (not checked)"
         ceilings.append(1.0 if ceiling is None else ceiling)
-        lines.append("| " + " | ".join([clip.name, label, sig, *found, f"{agree}/{len(found)}", f"{ours} {mark}",
+        lines.append("| " + " | ".join([clip.name, label, sig, *found, f"{agree}/{len(found)}", symbol_text, f"{ours} {mark}",
                                           jump_text, ceiling_text]) + " |")
     lines.append("")
     lines.append(f"All five finders name the label on the true notes for {agree_total} of {len(clips)} clips.")
