@@ -1,8 +1,8 @@
 """Wording shared by both chat front ends: errors, progress, summaries, help.
 
 Exports: user_message, summary_line, progress_text, format_duration, HELP_TEXT,
-OPTIONS_HELP, MODE_DESCRIPTIONS, ARTIFACT_ORDER, artifact_caption, has_option_words,
-caption_options.
+OPTIONS_HELP, MODE_DESCRIPTIONS, ARTIFACT_ORDER, artifact_caption, page_caption,
+delivery_order, preview_page, has_option_words, caption_options.
 
 One place maps every error to what the user reads, so Discord and Telegram say
 the same thing. UserError messages are shown as they are (plus their hint);
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+from stemscribe.core.engrave import preview_page
 from stemscribe.core.errors import (
     CancelledError,
     OptionsError,
@@ -53,7 +54,7 @@ HELP_TEXT = (
     "  stems:yes score:no   (just the separated audio)"
 )
 
-#: Order in which result files are delivered, and how each is described.
+#: Order in which result files are delivered, and how each is described (see delivery_order).
 ARTIFACT_ORDER: tuple[str, ...] = ("preview.png", "score.pdf", "score.musicxml", "score.mid", "notes.mid")
 _CAPTIONS = {
     "preview.png": "Preview (first page)",
@@ -68,7 +69,36 @@ def artifact_caption(name: str) -> str:
     """A short description of one result file for chat captions."""
     if name.startswith("stems/"):
         return f"Stem: {name.split('/', 1)[1].rsplit('.', 1)[0]}"
+    page = preview_page(name)
+    if page is not None and page > 1:
+        return f"Preview (page {page})"
     return _CAPTIONS.get(name, name)
+
+
+def page_caption(name: str, result: Mapping[str, Any]) -> str:
+    """The caption of one page's preview picture: "Page 2 of 3" ("Page 2" when the count is unknown)."""
+    page = preview_page(name) or 1
+    pages = int(result.get("pages") or 0)
+    return f"Page {page} of {pages}" if pages >= page else f"Page {page}"
+
+
+def _delivery_key(name: str) -> tuple[int, int, str]:
+    page = preview_page(name)
+    if page is not None:
+        return 0, page, name
+    if name in ARTIFACT_ORDER:
+        return ARTIFACT_ORDER.index(name), 0, name
+    return len(ARTIFACT_ORDER), 0, name
+
+
+def delivery_order(names: Iterable[str]) -> list[str]:
+    """The result files the bots send, in the order they send them; other files are left out.
+
+    Every page's preview first (preview.png, preview-2.png, ...), then the PDF,
+    MusicXML, MIDI and performance MIDI, then the stems by name.
+    """
+    sent = [n for n in names if n in ARTIFACT_ORDER or preview_page(n) is not None or n.startswith("stems/")]
+    return sorted(sent, key=_delivery_key)
 
 
 _OPTION_WORD = re.compile(r"^([A-Za-z_\-]+)[:=](.*)$", re.S)
@@ -214,6 +244,8 @@ def summary_line(result: Mapping[str, Any]) -> str:
     """One-line summary of a finished job from its result.json content.
 
     e.g. "Piano reduction (auto: a full mix with several instruments) · 96 bpm · 4/4 · E♭ major · 12 bars"
+    (with "· 3 pages" when the score has several, and a line saying the PDF has them all when
+    some pages got no preview picture), then up to two of the job's notes.
     """
     bits: list[str] = []
     mode = str(result.get("mode", ""))
@@ -231,13 +263,28 @@ def summary_line(result: Mapping[str, Any]) -> str:
         bits.append(str(result["key"]).replace("b ", "♭ ").replace("# ", "♯ "))
     if result.get("bars"):
         bits.append(f"{result['bars']} bars")
+    pages = int(result.get("pages") or 0)
+    if pages > 1:
+        bits.append(f"{pages} pages")
     line = " · ".join(bits)
-    notes = [str(w) for w in result.get("user_notes", [])][:2]
+    unpreviewed = _unpreviewed_pages_note(result, pages)
+    notes = ([unpreviewed] if unpreviewed else []) + [str(w) for w in result.get("user_notes", [])][:2]
     return line + ("\n" + "\n".join(notes) if notes else "")
+
+
+def _unpreviewed_pages_note(result: Mapping[str, Any], pages: int) -> str:
+    """A sentence when the score has more pages than preview pictures ("" otherwise, or when files are not listed)."""
+    files = result.get("files")
+    if not isinstance(files, list):
+        return ""
+    previews = sum(1 for name in files if preview_page(str(name)) is not None)
+    if not 0 < previews < pages:
+        return ""
+    return f"The previews show the first {previews} pages; the PDF has all {pages}."
 
 
 __all__ = [
     "ARTIFACT_ORDER", "HELP_TEXT", "STAGE_LABELS", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
-    "artifact_caption", "caption_options", "format_duration", "has_option_words",
-    "progress_text", "summary_line", "user_message",
+    "artifact_caption", "caption_options", "delivery_order", "format_duration", "has_option_words",
+    "page_caption", "preview_page", "progress_text", "summary_line", "user_message",
 ]

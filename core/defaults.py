@@ -22,8 +22,12 @@ MAX_MULTITRACK_FILES = 8
 LILYPOND_TIMEOUT_S = 120.0
 #: Address-space limit for LilyPond (bytes).
 LILYPOND_MEMORY_BYTES = 2 * 1024 ** 3
-#: Resolution of preview.png.
+#: Resolution of the preview pictures (preview.png, preview-2.png, ...).
 PREVIEW_DPI = 150
+#: Most pages given a preview picture; a longer score's later pages are in the PDF only.
+MAX_PREVIEW_PAGES = 10
+#: Wall-clock limit for rendering all the preview pages with pdftoppm.
+PREVIEW_TIMEOUT_S = 60.0
 #: Most pages engraved in the PDF before we stop and warn.
 MAX_SCORE_PAGES = 40
 #: Default tempo used when beat tracking finds nothing usable.

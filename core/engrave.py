@@ -1,7 +1,12 @@
-"""Engraving with LilyPond: score.musicxml becomes score.ly, score.pdf and preview.png.
+"""Engraving with LilyPond: score.musicxml becomes score.ly, score.pdf and preview pictures.
 
-Exports: EngraveResult, engrave, render_ly, escape_ly_string; re-exports
-check_ly_safety (core.lysafety), run_sandboxed and bubblewrap_available (core.sandbox).
+Exports: EngraveResult, engrave, render_ly, escape_ly_string, preview_file_name,
+preview_page; re-exports check_ly_safety (core.lysafety), run_sandboxed and
+bubblewrap_available (core.sandbox).
+
+Each page up to defaults.MAX_PREVIEW_PAGES gets a preview picture cropped to its
+music: preview.png for page 1 (the name scripts and bots rely on), then
+preview-2.png, preview-3.png, ...; later pages are in the PDF only.
 
 How user text is kept out of LilyPond's hands:
 
@@ -32,7 +37,7 @@ import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
@@ -51,6 +56,10 @@ _FREE_TEXT_TAGS = {"part-name", "part-abbreviation", "instrument-name", "instrum
 #: MusicXML elements dropped entirely: we write the header ourselves.
 _HEADER_TAGS = {"work", "movement-number", "movement-title", "identification", "credit"}
 _TOKEN_RE = re.compile(r'"?Stemscribetext([a-j]+)Q"?')
+#: Preview file names: preview.png (page 1), preview-2.png, preview-3.png, ...
+_PREVIEW_RE = re.compile(r"preview(?:-([2-9]|[1-9][0-9]+))?\.png")
+#: What pdftoppm names the pages it renders from the stem "page" (page-1.png, or page-01.png in long PDFs).
+_RENDERED_RE = re.compile(r"page-([0-9]+)\.png")
 _PAPER_SIZES = {"a4", "letter"}
 #: Staff names longer than this are shortened with an ellipsis (they share the page's left indent).
 _STAFF_NAME_CHARS = 28
@@ -58,7 +67,11 @@ _STAFF_NAME_CHARS = 28
 #: Bare Scheme symbols the .ly may reference (directions, grob callbacks such as ly:slur::print).
 @dataclass(frozen=True)
 class EngraveResult:
-    """Where engrave() wrote its files, how many pages the PDF has and how long it took."""
+    """Where engrave() wrote its files, how many pages the PDF has and how long it took.
+
+    png_path is page 1's preview (preview.png); preview_paths lists every page's
+    preview in page order, png_path first (at most defaults.MAX_PREVIEW_PAGES).
+    """
 
     ly_path: Path
     pdf_path: Path
@@ -66,6 +79,26 @@ class EngraveResult:
     pages: int
     log_path: Path
     seconds: float
+    preview_paths: tuple[Path, ...] = ()
+
+
+def preview_file_name(page: int) -> str:
+    """The preview file of a page: preview.png for page 1, preview-<page>.png after it.
+
+    Raises:
+        ValueError: page is below 1.
+    """
+    if page < 1:
+        raise ValueError(f"pages count from 1, got {page}")
+    return "preview.png" if page == 1 else f"preview-{page}.png"
+
+
+def preview_page(name: str) -> int | None:
+    """The page a preview file shows (1 for preview.png, 3 for preview-3.png), or None for other names."""
+    match = _PREVIEW_RE.fullmatch(name)
+    if match is None:
+        return None
+    return int(match.group(1) or 1)
 
 
 def escape_ly_string(text: str, *, max_chars: int = 200) -> str:
@@ -240,14 +273,49 @@ def _count_pages(pdf_path: Path) -> int:
     return len(re.findall(rb"/Type\s*/Page(?![a-z])", pdf_path.read_bytes()))
 
 
-def _make_preview(pdf_path: Path, png_path: Path, *, dpi: int, work: Path, border_px: int = 24) -> None:
-    """Render page 1 with pdftoppm and crop it to the music plus a small white border."""
+def _make_previews(pdf_path: Path, out_dir: Path, *, last_page: int, dpi: int, work: Path) -> list[Path]:
+    """Render pages 1..last_page (or up to the PDF's end) with one pdftoppm call and crop each to its music.
+
+    Returns:
+        The preview files written to out_dir, in page order (preview.png first).
+
+    Raises:
+        EngraveError: pdftoppm failed, timed out or skipped a page.
+    """
     stem = work / "page"
-    proc = subprocess.run(["pdftoppm", "-png", "-gray", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile",
-                           str(pdf_path), str(stem)], capture_output=True, text=True, timeout=60)
-    rendered = stem.with_suffix(".png")
-    if proc.returncode != 0 or not rendered.exists():
-        raise EngraveError(f"pdftoppm could not render the preview: {proc.stderr.strip()[:300]}")
+    try:
+        proc = subprocess.run(["pdftoppm", "-png", "-gray", "-r", str(dpi), "-f", "1", "-l", str(last_page),
+                               str(pdf_path), str(stem)], capture_output=True, text=True,
+                              timeout=defaults.PREVIEW_TIMEOUT_S)
+    except subprocess.TimeoutExpired as err:
+        raise EngraveError(f"pdftoppm took over {defaults.PREVIEW_TIMEOUT_S:.0f} s to render the previews") from err
+    rendered = {}
+    for path in work.iterdir():
+        match = _RENDERED_RE.fullmatch(path.name)
+        if match:
+            rendered[int(match.group(1))] = path
+    # pdftoppm stops at the PDF's last page, so a page count that was overestimated renders fewer.
+    if proc.returncode != 0 or not rendered or sorted(rendered) != list(range(1, len(rendered) + 1)):
+        raise EngraveError(f"pdftoppm could not render the previews: {proc.stderr.strip()[:300]}")
+    _remove_stale_previews(out_dir, keep_pages=len(rendered))
+    previews = []
+    for page in range(1, len(rendered) + 1):
+        target = out_dir / preview_file_name(page)
+        _crop_to_ink(rendered[page], target)
+        previews.append(target)
+    return previews
+
+
+def _remove_stale_previews(out_dir: Path, *, keep_pages: int) -> None:
+    """Delete previews of pages past keep_pages, left by an earlier, longer engraving into the same folder."""
+    for path in out_dir.glob("preview-*.png"):
+        page = preview_page(path.name)
+        if page is not None and page > keep_pages:
+            path.unlink()
+
+
+def _crop_to_ink(rendered: Path, target: Path, *, border_px: int = 24) -> None:
+    """Save a rendered page cropped to its music plus a small white border."""
     with Image.open(rendered) as page:
         gray = page.convert("L")
     ink = gray.point(lambda v: 255 if v < 200 else 0).getbbox()
@@ -255,20 +323,21 @@ def _make_preview(pdf_path: Path, png_path: Path, *, dpi: int, work: Path, borde
         left, top, right, bottom = ink
         gray = gray.crop((max(0, left - border_px), max(0, top - border_px),
                           min(gray.width, right + border_px), min(gray.height, bottom + border_px)))
-    gray.save(png_path, optimize=True)
+    gray.save(target, optimize=True)
 
 
 def render_ly(ly_path: Path, out_dir: Path, *, timeout_s: float = defaults.LILYPOND_TIMEOUT_S,
               memory_bytes: int = defaults.LILYPOND_MEMORY_BYTES, preview_dpi: int = defaults.PREVIEW_DPI,
-              log_prefix: str = "") -> EngraveResult:
-    """Engrave a .ly file into out_dir (score.pdf, preview.png, lilypond.log); score.ly is copied too.
+              max_preview_pages: int = defaults.MAX_PREVIEW_PAGES, log_prefix: str = "") -> EngraveResult:
+    """Engrave a .ly file into out_dir (score.pdf, preview pictures, lilypond.log); score.ly is copied too.
 
     Args:
         ly_path: LilyPond source; it must pass check_ly_safety().
         out_dir: where the outputs go (created if missing).
         timeout_s: wall-clock limit for LilyPond.
         memory_bytes: address-space limit for LilyPond.
-        preview_dpi: resolution of preview.png (150 gives about 1100 px of music across).
+        preview_dpi: resolution of the previews (150 gives about 1100 px of music across).
+        max_preview_pages: previews are made for the first this many pages (at least page 1).
         log_prefix: text put at the top of lilypond.log (the conversion log).
 
     Returns:
@@ -300,18 +369,22 @@ def render_ly(ly_path: Path, out_dir: Path, *, timeout_s: float = defaults.LILYP
             why = "timed out" if status == -9 else f"failed (exit {status})"
             last = [line for line in output.splitlines() if "error" in line.lower()][-1:] or output.splitlines()[-1:]
             raise EngraveError(f"LilyPond {why}: {' '.join(last)[:300]}", log_path=str(log_path))
-        ly_out, pdf_out, png_out = out_dir / "score.ly", out_dir / "score.pdf", out_dir / "preview.png"
+        ly_out, pdf_out = out_dir / "score.ly", out_dir / "score.pdf"
         if Path(ly_path).resolve() != ly_out.resolve():
             shutil.copyfile(ly_path, ly_out)
         shutil.copyfile(pdf, pdf_out)
-        _make_preview(pdf_out, png_out, dpi=preview_dpi, work=work)
-    return EngraveResult(ly_out, pdf_out, png_out, _count_pages(pdf_out), log_path, time.perf_counter() - started)
+        pages = _count_pages(pdf_out)
+        previews = _make_previews(pdf_out, out_dir, last_page=max(1, min(pages, max_preview_pages)),
+                                  dpi=preview_dpi, work=work)
+    return EngraveResult(ly_out, pdf_out, previews[0], pages, log_path, time.perf_counter() - started,
+                         tuple(previews))
 
 
 def engrave(musicxml_path: str | os.PathLike, out_dir: str | os.PathLike, *, title: str, composer: str | None = None,
             subtitle: str | None = None, paper: str = "a4", timeout_s: float = defaults.LILYPOND_TIMEOUT_S,
-            memory_bytes: int = defaults.LILYPOND_MEMORY_BYTES, preview_dpi: int = defaults.PREVIEW_DPI) -> EngraveResult:
-    """Engrave a MusicXML score: writes score.ly, score.pdf, preview.png and lilypond.log to out_dir.
+            memory_bytes: int = defaults.LILYPOND_MEMORY_BYTES, preview_dpi: int = defaults.PREVIEW_DPI,
+            max_preview_pages: int = defaults.MAX_PREVIEW_PAGES) -> EngraveResult:
+    """Engrave a MusicXML score: writes score.ly, score.pdf, the previews and lilypond.log to out_dir.
 
     Args:
         musicxml_path: the score (score-partwise MusicXML, as the notation module writes it).
@@ -322,10 +395,11 @@ def engrave(musicxml_path: str | os.PathLike, out_dir: str | os.PathLike, *, tit
         paper: "a4" or "letter".
         timeout_s: wall-clock limit for conversion and for LilyPond, each.
         memory_bytes: address-space limit for both tools.
-        preview_dpi: resolution of preview.png.
+        preview_dpi: resolution of the previews.
+        max_preview_pages: previews are made for the first this many pages (preview.png, preview-2.png, ...).
 
     Returns:
-        EngraveResult with paths, page count and wall time.
+        EngraveResult with paths (previews in page order), page count and wall time.
 
     Raises:
         ValueError: unknown paper size (caller bug).
@@ -353,9 +427,8 @@ def engrave(musicxml_path: str | os.PathLike, out_dir: str | os.PathLike, *, tit
     ly_path = out_dir / "score.ly"
     ly_path.write_text(ly_text, encoding="utf-8")
     result = render_ly(ly_path, out_dir, timeout_s=timeout_s, memory_bytes=memory_bytes, preview_dpi=preview_dpi,
-                       log_prefix=convert_log)
-    return EngraveResult(result.ly_path, result.pdf_path, result.png_path, result.pages, result.log_path,
-                         time.perf_counter() - started)
+                       max_preview_pages=max_preview_pages, log_prefix=convert_log)
+    return replace(result, seconds=time.perf_counter() - started)
 
 __all__ = ["EngraveResult", "bubblewrap_available", "check_ly_safety", "engrave", "escape_ly_string",
-           "render_ly", "run_sandboxed"]
+           "preview_file_name", "preview_page", "render_ly", "run_sandboxed"]

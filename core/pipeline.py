@@ -7,11 +7,15 @@ re-exports Limits and Toolkit (core.toolkit).
 notation, engraving) and writes the files whose names are a contract that the
 CLI, the worker and both bots rely on::
 
-    score.pdf  preview.png  score.ly  score.musicxml  score.mid  notes.mid
-    result.json  [stems/<name>.<ext>]
+    score.pdf  preview.png  [preview-2.png ... preview-<n>.png]  score.ly
+    score.musicxml  score.mid  notes.mid  result.json  [stems/<name>.<ext>]
+
+preview.png shows page 1; a longer score gets one more preview per page, up to
+defaults.MAX_PREVIEW_PAGES pages (the PDF has every page).
 
 result.json records the mode and why it was chosen, the parts, tempo, meter,
-key, duration, bars, warnings, per-stage wall times and the list of files.
+key, duration, bars, pages, warnings, per-stage wall times and the list of
+files (the extra previews right after preview.png, in page order).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from .toolkit import Limits, Toolkit
 
 log = logging.getLogger(__name__)
 
-#: Files every successful score job writes (stems/ only when asked).
+#: Files every successful score job writes (extra preview pages and stems/ are listed in result.json).
 OUTPUT_FILES: tuple[str, ...] = (
     "score.pdf", "preview.png", "score.ly", "score.musicxml", "score.mid", "notes.mid", "result.json",
 )
@@ -197,7 +201,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
                            timeout_s=limits.lilypond_timeout_s)
         reporter(Stage.ENGRAVE, 1.0, None)
 
-    files = list(OUTPUT_FILES)
+    files = _score_files(engraved.preview_paths)
     if options.stems and stem_audio:
         files[-1:-1] = _write_stems(stem_audio, out_dir, options, timer)
 
@@ -342,6 +346,14 @@ def _write_stems(stems: dict[str, Audio], out_dir: Path, options: Options, timer
             encode(audio, out_dir / rel, str(options.stem_format))
             names.append(rel)
     return names
+
+
+def _score_files(previews: Sequence[Path]) -> list[str]:
+    """OUTPUT_FILES with the previews of pages 2.. inserted, in page order, right after preview.png."""
+    files = list(OUTPUT_FILES)
+    at = files.index("preview.png") + 1
+    files[at:at] = [Path(p).name for p in previews[1:]]
+    return files
 
 
 def _result_base(options: Options, mode: Mode, reason: str, inputs: Sequence[Path], duration_s: float) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         description=(
             "Transcribe one recording (or several, one part each, with --mode multitrack) into OUT: "
             "score.pdf, preview.png, score.ly, score.musicxml, score.mid, notes.mid and result.json "
-            "(plus stems/ with --stems). Chat-style option words such as mode:piano title:\"My Song\" "
+            "(plus preview-2.png ... for each later page up to 10, and stems/ with --stems). Chat-style option words such as mode:piano title:\"My Song\" "
             "may be given after the files too."
         ),
     )

@@ -65,13 +65,14 @@ def private_redis_server():
 
 @pytest.fixture
 def start_worker(redis_url, tmp_path):
-    """Factory: a real worker process whose fake jobs take `seconds`; every one stopped at the end."""
+    """Factory: a real worker process whose fake jobs take `seconds` (and make `pages` pages); all stopped at the end."""
     from helpers.worker_fakes import start_worker_process, stop_process
 
     processes = []
 
-    def start(seconds: float):
-        processes.append(start_worker_process(redis_url, seconds=seconds, log_path=tmp_path / "worker.log"))
+    def start(seconds: float, *, pages: int = 1):
+        processes.append(start_worker_process(redis_url, seconds=seconds, pages=pages,
+                                              log_path=tmp_path / "worker.log"))
         return processes[-1]
 
     yield start

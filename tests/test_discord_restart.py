@@ -11,6 +11,8 @@ worker process (the real `stemscribe worker` around a fake pipeline):
 3. The bot process (the real `stemscribe discord`) is SIGKILLed half-way
    through posting a result split over three messages: the instance that
    resumes the job posts only the missing parts, so every file arrives once.
+   The same with a three-page score whose first message carries pages 1-2:
+   the resumed delivery posts page 3 and the rest, and no page twice.
 """
 
 from __future__ import annotations
@@ -120,35 +122,41 @@ def test_result_goes_to_the_channel_when_the_token_died_during_the_restart(redis
     asyncio.run(scenario())
 
 
+async def _killed_bot_run(fake: FakeDiscord, redis_url: str, user: dict, *, limit: int) -> tuple[dict, str]:
+    """Run `stemscribe discord` as a process until the second upload hangs, SIGKILL it; (payload, job id)."""
+    client = JobClient(bot_settings(fake, redis_url))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEMSCRIBE_")}
+    env.update(STEMSCRIBE_DISCORD_TOKEN=fake.token, STEMSCRIBE_DISCORD_API_BASE=fake.api_base,
+               STEMSCRIBE_DISCORD_GATEWAY_URL=fake.gateway_url, STEMSCRIBE_REDIS_URL=redis_url,
+               STEMSCRIBE_DELIVERY_LEASE_S="3")
+    fake.hang_uploads_after(1)  # the first message goes through; the second never comes back
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "stemscribe", "discord", env=env,
+                                                   stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await fake.wait_ready(timeout=30)
+        attachment = fake.attachment("tone.wav", wav_bytes(2.0), "audio/wav")
+        payload = fake.slash("transcribe", user, [{"name": "file", "type": 11, "value": attachment["id"]},
+                                                  {"name": "title", "type": 3, "value": "Tonight"}],
+                             attachments=[attachment], attachment_size_limit=limit)
+        await fake.dispatch("INTERACTION_CREATE", payload)
+        await fake.wait_for(lambda c: c.files and c.status == 0)
+        [job] = client.undelivered("discord")
+        return payload, job.job_id
+    finally:
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+
 def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_resuming(redis_url, start_worker):
     async def scenario():
         async with FakeDiscord() as fake:
             settings = bot_settings(fake, redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0)
             client = JobClient(settings)
-            user = fake.user_payload("ann")
-            env = {k: v for k, v in os.environ.items() if not k.startswith("STEMSCRIBE_")}
-            env.update(STEMSCRIBE_DISCORD_TOKEN=fake.token, STEMSCRIBE_DISCORD_API_BASE=fake.api_base,
-                       STEMSCRIBE_DISCORD_GATEWAY_URL=fake.gateway_url, STEMSCRIBE_REDIS_URL=redis_url,
-                       STEMSCRIBE_DELIVERY_LEASE_S="3")
             start_worker(0.5)
-            fake.hang_uploads_after(1)  # the first message goes through; the second never comes back
-            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "stemscribe", "discord", env=env,
-                                                           stdout=asyncio.subprocess.DEVNULL,
-                                                           stderr=asyncio.subprocess.DEVNULL)
-            try:
-                await fake.wait_ready(timeout=30)
-                # 60 bytes a message: preview + PDF | MusicXML + MIDI | performance MIDI (fake files of ~30 bytes)
-                attachment = fake.attachment("tone.wav", wav_bytes(2.0), "audio/wav")
-                payload = fake.slash("transcribe", user, [{"name": "file", "type": 11, "value": attachment["id"]},
-                                                          {"name": "title", "type": 3, "value": "Tonight"}],
-                                     attachments=[attachment], attachment_size_limit=60)
-                await fake.dispatch("INTERACTION_CREATE", payload)
-                await fake.wait_for(lambda c: c.files and c.status == 0)
-                [job] = client.undelivered("discord")
-                assert client.delivery_steps(job.job_id, "discord") == {'["preview.png", "score.pdf"]'}
-            finally:
-                process.send_signal(signal.SIGKILL)
-                await process.wait()
+            # 60 bytes a message: preview + PDF | MusicXML + MIDI | performance MIDI (fake files of ~30 bytes)
+            payload, job_id = await _killed_bot_run(fake, redis_url, fake.user_payload("ann"), limit=60)
+            assert client.delivery_steps(job_id, "discord") == {'["preview.png", "score.pdf"]'}
             fake.release_uploads()
             async with running_bot(fake, settings, JobClient(settings)):
                 await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
@@ -160,5 +168,27 @@ def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_r
             assert first.json["content"] == "Your score is ready. (3 messages)"
             assert [(c.method, c.json["content"]) for c in rest] == [("POST", "Part 2 of 3."), ("POST", "Part 3 of 3.")]
             assert [c.filenames for c in rest] == [NAMES[2:4], NAMES[4:]]
-            assert client.delivery_steps(job.job_id, "discord") == set(), "delivered: the steps are dropped"
+            assert client.delivery_steps(job_id, "discord") == set(), "delivered: the steps are dropped"
+    asyncio.run(scenario())
+
+
+def test_bot_killed_after_posting_the_first_pages_posts_no_page_again(redis_url, start_worker):
+    async def scenario():
+        async with FakeDiscord() as fake:
+            settings = bot_settings(fake, redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0)
+            client = JobClient(settings)
+            start_worker(0.5, pages=3)
+            # 64 bytes a message (fake files of 27-32 bytes): pages 1-2 | page 3 + PDF | MusicXML + MIDI | MIDI
+            payload, job_id = await _killed_bot_run(fake, redis_url, fake.user_payload("ann"), limit=64)
+            assert client.delivery_steps(job_id, "discord") == {'["preview-2.png", "preview.png"]'}
+            fake.release_uploads()
+            async with running_bot(fake, settings, JobClient(settings)):
+                await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
+                await asyncio.sleep(1.0)  # it keeps sweeping every 0.3 s: room for a duplicate
+            posted = [c for c in fake.interaction_calls(payload) if c.files and c.status == 200]
+            pages = ["tonight-preview.png", "tonight-preview-2.png", "tonight-preview-3.png"]
+            assert [c.filenames for c in posted] == [pages[:2], [pages[2], "tonight.pdf"],
+                                                    ["tonight.musicxml", "tonight.mid"], ["tonight-performance.mid"]]
+            assert posted[0].json["content"] == "Your score is ready. (4 messages)"
+            assert [c.json["content"] for c in posted[1:]] == ["Part 2 of 4.", "Part 3 of 4.", "Part 4 of 4."]
     asyncio.run(scenario())

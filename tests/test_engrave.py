@@ -1,5 +1,6 @@
-"""Tests of core.engrave with the real musicxml2ly and LilyPond: outputs, notation coverage,
-escaping of user text, the Scheme guard that replaces LilyPond's removed -dsafe, the sandbox."""
+"""Tests of core.engrave with the real musicxml2ly and LilyPond: outputs, a preview per page,
+notation coverage, escaping of user text, the Scheme guard that replaces LilyPond's removed
+-dsafe, the sandbox."""
 
 from __future__ import annotations
 
@@ -17,11 +18,16 @@ from stemscribe.core.engrave import (
     check_ly_safety,
     engrave,
     escape_ly_string,
+    preview_file_name,
+    preview_page,
     render_ly,
     run_sandboxed,
 )
 from stemscribe.core.errors import EngraveError
-from tests.helpers.scores import ensemble_score, grand_staff_score, write_musicxml
+from tests.helpers.scores import ensemble_score, grand_staff_score, long_piano_score, write_musicxml
+
+#: A4 at the preview resolution (150 dpi), in pixels: an uncropped page would be this big.
+A4_PAGE_PX = (1240, 1754)
 
 
 def pdf_text(pdf: Path) -> str:
@@ -50,6 +56,53 @@ def test_engrave_writes_pdf_png_ly_and_log(grand):
     assert "Etude in G" in text and "A. Player" in text and "transcribed by stemscribe" in text
     assert "Music engraving by LilyPond" not in text  # tagline off
     assert grand.seconds > 0
+
+
+def test_a_one_page_score_has_only_preview_png(grand):
+    assert grand.preview_paths == (grand.png_path,)
+    assert sorted(p.name for p in grand.png_path.parent.glob("preview*")) == ["preview.png"]
+
+
+@pytest.fixture(scope="module")
+def long_score(tmp_path_factory):
+    """105 bars of two-hand piano: three A4 pages."""
+    d = tmp_path_factory.mktemp("long")
+    xml = write_musicxml(long_piano_score(bars=105), d / "score.musicxml")
+    return engrave(xml, d / "out", title="Long study")
+
+
+def test_every_page_gets_a_cropped_preview_in_page_order(long_score):
+    assert long_score.pages == 3
+    assert [p.name for p in long_score.preview_paths] == ["preview.png", "preview-2.png", "preview-3.png"]
+    assert long_score.png_path == long_score.preview_paths[0]
+    pixels = []
+    for path in long_score.preview_paths:
+        with Image.open(path) as png:
+            assert png.format == "PNG"
+            # Cropped to the music: narrower and shorter than the rendered page, white border kept.
+            assert 1000 <= png.width < A4_PAGE_PX[0] and 150 <= png.height < A4_PAGE_PX[1]
+            assert png.convert("L").getpixel((2, 2)) > 240
+            pixels.append(png.convert("L").tobytes())
+    assert len(set(pixels)) == 3, "each preview shows its own page"
+
+
+def test_previews_stop_at_the_cap_and_stale_pages_are_removed(long_score, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "preview-3.png").write_bytes(b"left over from a longer score")
+    capped = render_ly(long_score.ly_path, out, max_preview_pages=2)
+    assert capped.pages == 3, "the PDF keeps every page"
+    assert [p.name for p in capped.preview_paths] == ["preview.png", "preview-2.png"]
+    assert sorted(p.name for p in out.glob("preview*")) == ["preview-2.png", "preview.png"]
+
+
+def test_preview_names():
+    assert [preview_file_name(n) for n in (1, 2, 12)] == ["preview.png", "preview-2.png", "preview-12.png"]
+    assert [preview_page(n) for n in ("preview.png", "preview-2.png", "preview-12.png")] == [1, 2, 12]
+    for other in ("preview-1.png", "preview-02.png", "preview-2.jpg", "score.pdf", "stems/preview.png"):
+        assert preview_page(other) is None, other
+    with pytest.raises(ValueError):
+        preview_file_name(0)
 
 
 def test_grand_staff_notation_survives_conversion(grand):

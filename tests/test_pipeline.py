@@ -7,6 +7,7 @@ import music21
 import pytest
 from PIL import Image
 
+from helpers.scores import long_piano_score, write_musicxml
 from helpers.synth import melody_notes, render_notes, write_audio
 from stemscribe.cli import main
 from stemscribe.core.pipeline import OUTPUT_FILES
@@ -44,7 +45,9 @@ def test_result_json_describes_the_score(melody_result):
     assert abs(result["duration_s"] - 10.4) < 1.0
     assert result["parts"][0]["clef"] in ("treble", "treble_8")
     assert result["parts"][0]["note_count"] >= 12
-    assert set(result["files"]) >= set(OUTPUT_FILES)
+    assert result["pages"] == 1
+    assert result["files"] == list(OUTPUT_FILES), "a one-page score has preview.png and no other preview"
+    assert not list(melody_result.glob("preview-*"))
     for stage in ("decode", "transcribe", "notate", "engrave"):
         assert stage in result["timings_s"]
 
@@ -63,6 +66,27 @@ def test_preview_is_a_readable_picture(melody_result):
     with Image.open(melody_result / "preview.png") as img:
         width, height = img.size
     assert 600 <= width <= 2000 and 100 <= height <= 3000
+
+
+def test_a_long_score_lists_every_page_preview_in_result_json(melody_clip, tmp_path, monkeypatch):
+    # A clip short enough for a test engraves to one page: the engraving stage is pointed at a
+    # three-page score instead (real LilyPond all the same).
+    from stemscribe.core import engrave as engrave_module
+
+    real_engrave = engrave_module.engrave
+    long_xml = write_musicxml(long_piano_score(bars=105), tmp_path / "long.musicxml")
+    monkeypatch.setattr(engrave_module, "engrave",
+                        lambda musicxml_path, out_dir, **kwargs: real_engrave(long_xml, out_dir, **kwargs))
+    out = tmp_path / "out"
+    assert main(["transcribe", str(melody_clip), "--out", str(out), "--instrument", "flute"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["pages"] == 3
+    assert result["files"] == ["score.pdf", "preview.png", "preview-2.png", "preview-3.png", "score.ly",
+                               "score.musicxml", "score.mid", "notes.mid", "result.json"]
+    for name in result["files"]:
+        assert (out / name).stat().st_size > 0, name
+    with Image.open(out / "preview-3.png") as last_page:
+        assert last_page.format == "PNG" and last_page.width >= 1000
 
 
 def test_notes_mid_is_in_performance_time(melody_result):

@@ -12,6 +12,8 @@ around a fake pipeline that takes a few seconds) runs the jobs on a real Redis.
 3. The bot process is SIGKILLed half-way through posting the results (the
    preview is in the chat, the next upload never comes back): the instance that
    resumes the job posts only the rest, so every file arrives exactly once.
+   The same with a three-page score: page 1 and the album of pages 2-3 are in
+   the chat when the bot dies, and the resumed delivery posts no page again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 
 import pytest
 
-from helpers.telegram_fake import TOKEN, BotHarness, make_user, message_update
+from helpers.telegram_fake import TOKEN, UPLOAD_METHODS, BotHarness, make_user, message_update
 from helpers.worker_fakes import wait_for, wav_bytes
 from stemscribe.bots.telegram.app import build_application
 from stemscribe.settings import load_settings
@@ -186,3 +188,34 @@ def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_r
         for call in posted:
             assert call.params["reply_parameters"]["message_id"] == source["message_id"]
         assert client.delivery_steps(job.job_id, "telegram") == set(), "delivered: the steps are dropped"
+
+
+def test_bot_killed_after_the_page_album_posts_no_page_again_after_resuming(redis_url, client, start_worker):
+    with BotHarness(None) as harness:
+        api = harness.api
+        api.hang_uploads_after(2)  # page 1 and the album of pages 2-3 go through; the PDF never comes back
+        start_worker(0.5, pages=3)
+        process = _bot_process(api, redis_url)
+        try:
+            _send_recording(api)
+            ack_id = _ack_id(api)
+            api.wait_for(lambda a: [c for c in a.calls_of("sendDocument") if c.status == 0], timeout_s=40)
+            [job] = client.undelivered("telegram")
+            assert client.delivery_steps(job.job_id, "telegram") == {'["preview.png"]',
+                                                                     '["preview-2.png", "preview-3.png"]'}
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        api.release_uploads()
+        harness.start_bot(_builder(redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0), polling=False)
+        done = _done_text(api, ack_id)
+        assert done.startswith("Done: Solo") and "3 pages" in done, done
+        wait_for(lambda: not client.undelivered("telegram"), what="the job to be marked delivered")
+        time.sleep(1.0)  # the survivor keeps sweeping: room for a duplicate
+        posted = [c for c in api.calls_of(*UPLOAD_METHODS, chat_id=ALICE["id"]) if c.status == 200]
+        assert [c.method for c in posted] == ["sendPhoto", "sendMediaGroup"] + ["sendDocument"] * 4
+        photo, album, *documents = posted
+        assert photo.upload("photo")[0] == "Tonight-preview.png" and "3 pages" in photo.params["caption"]
+        assert [album.upload(m["media"])[0] for m in album.params["media"]] == ["Tonight-preview-2.png",
+                                                                              "Tonight-preview-3.png"]
+        assert sorted(c.upload("document")[0] for c in documents) == sorted(RESULT_DOCUMENTS)

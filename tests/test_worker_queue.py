@@ -92,6 +92,19 @@ def test_stems_artifacts_and_priority_order(client, settings):
     assert client.fetch_artifact(stems_job.job_id, "stems/bass.opus") == b"fake stem"
 
 
+def test_every_page_preview_is_stored_and_listed_in_page_order(client, settings):
+    sub = client.submit(clip(), Options(), ALICE)
+    run_burst(settings, FakePipeline(0.05, pages=12))  # previews stop at page 10, as core's do
+    out = client.result(sub.job_id)
+    names = [a.name for a in out.artifacts]
+    pages = [f"preview-{n}.png" for n in range(2, 11)]  # preview-10.png after preview-9.png, not before -2
+    assert names == ["score.pdf", "preview.png", *pages, "score.musicxml", "score.mid", "notes.mid", "score.ly",
+                     "result.json"]
+    assert sorted(out.summary["files"]) == sorted(names), "every file result.json lists is stored"
+    assert {a.kind for a in out.artifacts if a.name.startswith("preview")} == {"preview"}
+    assert client.fetch_artifact(sub.job_id, "preview-10.png") == b"fake preview-10.png for tune.wav"
+
+
 def test_worker_with_only_the_separation_queue(client, settings):
     solo = client.submit(clip(), Options(), ALICE)
     stems = client.submit(clip(), Options(stems=True), BOB)

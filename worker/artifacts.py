@@ -35,6 +35,8 @@ from typing import Protocol
 
 from redis import Redis
 
+from stemscribe.core.engrave import preview_page
+
 #: Artifact names under this prefix are the job's input recordings.
 INPUT_PREFIX = "input/"
 
@@ -60,11 +62,13 @@ def artifact_kind(name: str) -> str:
         name: an artifact name such as ``score.pdf`` or ``stems/bass.opus``.
 
     Returns:
-        One of pdf, preview, lilypond, musicxml, midi, performance-midi, summary,
-        stem, input, log, other.
+        One of pdf, preview (every page's: preview.png, preview-2.png, ...), lilypond,
+        musicxml, midi, performance-midi, summary, stem, input, log, other.
     """
     if name in _KINDS:
         return _KINDS[name]
+    if preview_page(name) is not None:
+        return "preview"
     if name.startswith("stems/"):
         return "stem"
     if name.startswith(INPUT_PREFIX):

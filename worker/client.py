@@ -35,6 +35,7 @@ from rq.job import JobStatus as RQStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.worker import Worker
 
+from stemscribe.core.engrave import preview_page
 from stemscribe.core.errors import JobNotFoundError
 from stemscribe.core.options import Options, options_from_pairs
 
@@ -49,7 +50,7 @@ __all__ = ["JobClient", "InputFile", "Requester", "Submission", "JobStatus", "Jo
 
 #: How many of a user's jobs jobs_for lists.
 HISTORY_LENGTH = 20
-#: Order artifacts are listed in (bots send them in this order); others follow by name.
+#: Order artifacts are listed in (previews of later pages follow preview.png by page); others follow by name.
 ARTIFACT_ORDER = ("score.pdf", "preview.png", "score.musicxml", "score.mid", "notes.mid", "score.ly", "result.json")
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -58,6 +59,16 @@ _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 def _safe_file_name(name: str, index: int) -> str:
     stem = _UNSAFE_NAME_CHARS.sub("_", Path(name or "audio").name).strip("._") or "audio"
     return f"{index}-{stem[-80:]}"
+
+
+def _listing_key(name: str) -> tuple[int, int, str]:
+    """Where an artifact goes in result()'s list: ARTIFACT_ORDER, preview pages by page number, the rest by name."""
+    page = preview_page(name)
+    if page is not None:
+        return ARTIFACT_ORDER.index("preview.png"), page, name
+    if name in ARTIFACT_ORDER:
+        return ARTIFACT_ORDER.index(name), 0, name
+    return len(ARTIFACT_ORDER), 0, name
 
 
 def _timestamp(value) -> float | None:
@@ -266,8 +277,7 @@ class JobClient(DeliveryMethods):
             raise JobNotFoundError("The files of this job have expired.",
                                    hint=f"They are kept for {limits.human_duration(self.settings.artifact_ttl_s)}; "
                                         "send the recording again.")
-        rank = {name: i for i, name in enumerate(ARTIFACT_ORDER)}
-        names = sorted(sizes, key=lambda n: (rank.get(n, len(rank)), n))
+        names = sorted(sizes, key=_listing_key)
         return JobOutput(summary=dict(value.get("summary") or {}),
                          artifacts=[Artifact(name=n, kind=artifact_kind(n), size_bytes=sizes[n]) for n in names])
 

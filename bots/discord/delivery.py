@@ -6,8 +6,9 @@ ChannelRoute, DirectMessageRoute, deliver, MAX_FILES_PER_MESSAGE.
 Discord caps each message at 10 files and each upload at a size that depends on
 the guild's boost tier (the interaction tells us the real figure). plan_uploads
 packs result files into as few messages as fit, in the order users expect
-(preview, PDF, MusicXML, MIDI, stems), and lists what cannot be attached at
-all so the reply can say so. A Route is one place to post: the interaction's
+(every page's preview, PDF, MusicXML, MIDI, stems), and lists what cannot be
+attached at all so the reply can say so. The embed shows page 1; the previews of
+later pages travel as image attachments. A Route is one place to post: the interaction's
 own response (valid for 15 minutes), the channel with a mention, or a DM.
 """
 
@@ -20,7 +21,7 @@ from typing import Awaitable, Callable, Sequence
 
 import discord
 
-from stemscribe.bots.common import ARTIFACT_ORDER, artifact_caption
+from stemscribe.bots.common import artifact_caption, delivery_order
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +78,13 @@ def upload_name(artifact: str, title: str) -> str:
     return f"{slug}-{artifact.replace('/', '-')}"
 
 
-def _deliverable(artifact: str) -> bool:
-    return artifact in ARTIFACT_ORDER or artifact.startswith("stems/")
-
-
-def _order_key(artifact: str) -> tuple[int, str]:
-    if artifact in ARTIFACT_ORDER:
-        return ARTIFACT_ORDER.index(artifact), artifact
-    return len(ARTIFACT_ORDER), artifact
-
-
 def plan_uploads(artifacts: Sequence[tuple[str, int]], *, limit_bytes: int, title: str,
                  max_files: int = MAX_FILES_PER_MESSAGE) -> UploadPlan:
     """Pack (artifact name, size) pairs into messages under Discord's limits.
 
     Args:
-        artifacts: result files of the job; only the score files and stems are sent.
+        artifacts: result files of the job; only the previews, score files and stems are sent,
+            in bots.common.delivery_order.
         limit_bytes: the largest upload this guild/channel accepts; also the most one
             message may carry in total, since Discord checks the whole request.
         title: used for the file names users see.
@@ -104,8 +96,9 @@ def plan_uploads(artifacts: Sequence[tuple[str, int]], *, limit_bytes: int, titl
     plan = UploadPlan(limit_bytes=limit_bytes)
     current: list[PlannedFile] = []
     current_bytes = 0
-    for name, size in sorted(((n, s) for n, s in artifacts if _deliverable(n)), key=lambda item: _order_key(item[0])):
-        planned = PlannedFile(name, upload_name(name, title), int(size))
+    sizes = dict(artifacts)
+    for name in delivery_order(sizes):
+        planned = PlannedFile(name, upload_name(name, title), int(sizes[name]))
         if planned.size_bytes > limit_bytes:
             plan.too_large.append(planned)
             continue

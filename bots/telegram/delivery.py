@@ -21,11 +21,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
-from telegram import Bot, InputFile, InputMediaAudio, ReplyParameters
+from telegram import Bot, InputFile, InputMediaAudio, InputMediaDocument, InputMediaPhoto, ReplyParameters
 from telegram.error import BadRequest, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
-from stemscribe.bots.common import ARTIFACT_ORDER, artifact_caption, progress_text, summary_line, user_message
+from stemscribe.bots.common import (
+    artifact_caption,
+    delivery_order,
+    page_caption,
+    preview_page,
+    progress_text,
+    summary_line,
+    user_message,
+)
 from stemscribe.bots.deliveries import Progress
 from stemscribe.core.errors import StemscribeError, TransientError
 
@@ -179,10 +187,16 @@ def _size_text(size: int) -> str:
 
 async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *, upload_limit_bytes: int,
                           progress: Progress | None = None) -> list[str]:
-    """Upload a finished job's files: preview photo with the summary, score files, stems.
+    """Upload a finished job's files: preview photo with the summary, the later pages, score files, stems.
+
+    Page 1's preview goes as a photo captioned with the summary; the previews of
+    pages 2.. follow as photo albums (media groups of up to MEDIA_GROUP_MAX), a
+    page too big for a photo as a document; then the PDF, MusicXML and MIDI files
+    as documents; then the stems as audio albums.
 
     Each message is one delivery step: files an earlier attempt posted are skipped,
-    and each message is recorded in progress as soon as it is sent.
+    and each message (an album included, with every file in it) is recorded in
+    progress as soon as it is sent.
 
     Args:
         client: the JobClient (artifacts are fetched through it, off the event loop).
@@ -212,24 +226,41 @@ async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *,
         if progress is not None:
             await progress.posted(names)
 
-    common = {"chat_id": ticket.chat_id, "reply_parameters": reply}
-    for name in (n for n in ARTIFACT_ORDER if n in artifacts):
-        data = await fetch(name)
-        if data is None:
-            continue
-        await _send_score_file(bot, ticket, output, name, data, common)
-        await sent([name])
+    async def fetch_all(names: list[str]) -> list[tuple[str, bytes]]:
+        fetched = [(name, await fetch(name)) for name in names]
+        return [(name, data) for name, data in fetched if data is not None]
 
-    stems = []
-    for name in sorted(n for n in artifacts if n.startswith("stems/")):
+    async def send_one(name: str) -> None:
         data = await fetch(name)
         if data is not None:
-            stems.append((name, data))
-    for start in range(0, len(stems), MEDIA_GROUP_MAX):
-        batch = stems[start:start + MEDIA_GROUP_MAX]
+            await _send_score_file(bot, ticket, output, name, data, common)
+            await sent([name])
+
+    common = {"chat_id": ticket.chat_id, "reply_parameters": reply}
+    order = delivery_order(artifacts)
+    if "preview.png" in order:
+        await send_one("preview.png")
+
+    pages = await fetch_all([n for n in order if (preview_page(n) or 1) > 1])
+    for batch in _batches([(name, data) for name, data in pages if len(data) <= PHOTO_LIMIT_BYTES]):
+        await _send_pages(bot, ticket, output, batch, common)
+        await sent([name for name, _ in batch])
+    for batch in _batches([(name, data) for name, data in pages if len(data) > PHOTO_LIMIT_BYTES]):
+        await _send_album(bot, ticket, output, batch, common, as_photos=False)
+        await sent([name for name, _ in batch])
+
+    for name in (n for n in order if preview_page(n) is None and not n.startswith("stems/")):
+        await send_one(name)
+
+    for batch in _batches(await fetch_all([n for n in order if n.startswith("stems/")])):
         await _send_stems(bot, ticket, batch, common)
         await sent([name for name, _ in batch])
     return notes
+
+
+def _batches(files: list[tuple[str, bytes]]) -> list[list[tuple[str, bytes]]]:
+    """Files split into runs of at most MEDIA_GROUP_MAX, one message each."""
+    return [files[start:start + MEDIA_GROUP_MAX] for start in range(0, len(files), MEDIA_GROUP_MAX)]
 
 
 async def _send_score_file(bot: Bot, ticket: Ticket, output: Any, name: str, data: bytes,
@@ -245,6 +276,40 @@ async def _send_score_file(bot: Bot, ticket: Ticket, output: Any, name: str, dat
             # Telegram rejects photos with extreme proportions; the file itself is fine.
             log.info("job %s: preview refused as photo (%s); sending it as a document", ticket.job_id, exc)
     await with_flood_retry(bot.send_document, document=upload, caption=artifact_caption(name), **common)
+
+
+async def _send_pages(bot: Bot, ticket: Ticket, output: Any, batch: list[tuple[str, bytes]],
+                      common: dict[str, Any]) -> None:
+    """Send up to MEDIA_GROUP_MAX later pages' previews as one message of photos.
+
+    Telegram refuses photos of extreme proportions; the same pages then go as
+    documents in one message, so the message, and what it carries, stays the same.
+    """
+    try:
+        await _send_album(bot, ticket, output, batch, common, as_photos=True)
+        return
+    except BadRequest as exc:
+        log.info("job %s: page previews refused as photos (%s); sending them as documents", ticket.job_id, exc)
+    await _send_album(bot, ticket, output, batch, common, as_photos=False)
+
+
+async def _send_album(bot: Bot, ticket: Ticket, output: Any, batch: list[tuple[str, bytes]],
+                      common: dict[str, Any], *, as_photos: bool) -> None:
+    """Send page previews, each captioned "Page 2 of 3", as one message: a lone photo or document, or an album."""
+    items = [(output_file_name(ticket.base_name, name), data, page_caption(name, output.summary))
+             for name, data in batch]
+    if len(items) == 1:
+        file_name, data, caption = items[0]
+        upload = InputFile(data, filename=file_name)
+        if as_photos:
+            await with_flood_retry(bot.send_photo, photo=upload, caption=caption, **common)
+        else:
+            await with_flood_retry(bot.send_document, document=upload, caption=caption, **common)
+        return
+    # Raw bytes plus filename: PTB attaches each file under its own multipart name (attach://...).
+    kind = InputMediaPhoto if as_photos else InputMediaDocument
+    album = [kind(data, filename=file_name, caption=caption) for file_name, data, caption in items]
+    await with_flood_retry(bot.send_media_group, media=album, **common)
 
 
 async def _send_stems(bot: Bot, ticket: Ticket, batch: list[tuple[str, bytes]], common: dict[str, Any]) -> None:

@@ -9,8 +9,14 @@ test), sendMessage, editMessageText, editMessageReplyMarkup, sendPhoto,
 sendDocument, sendAudio, sendMediaGroup, sendChatAction, getFile plus the file
 download route, answerCallbackQuery, setMyCommands, deleteWebhook, setWebhook.
 It records every call with its parameters and uploaded files, can answer the
-next call of a method with 429 "retry after" on demand, and can leave uploads
-unanswered, as Telegram looks to a bot that dies while sending one.
+next call of a method with 429 "retry after" on demand, can refuse photos as
+Telegram refuses pictures of extreme proportions (``refuse_photos``), and can
+leave uploads unanswered, as Telegram looks to a bot that dies while sending one.
+
+sendMediaGroup works as the real one: ``media`` is a JSON array of 2-10 items of
+one kind (photos may mix with videos only), each naming its upload as
+``attach://<part name>``, a part of the same multipart request; the answer is one
+message per item sharing a media_group_id.
 
 BotHarness runs the fake server and a real Application (built by the bot's own
 build_application) on an event loop in a background thread, so tests stay
@@ -72,6 +78,9 @@ class ApiCall:
 class FakeBotApi:
     """The fake Bot API: call log, update queue, downloadable files and injected failures."""
 
+    #: Set True to answer photos (sendPhoto, photo albums) with 400 PHOTO_INVALID_DIMENSIONS.
+    refuse_photos: bool = False
+
     def __init__(self) -> None:
         self.calls: list[ApiCall] = []
         #: file ids fetched over HTTP from the file endpoint, in order.
@@ -80,6 +89,7 @@ class FakeBotApi:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._file_ids = itertools.count(1)
+        self._media_group_ids = itertools.count(1)
         self._files: dict[str, tuple[bytes, int]] = {}
         self._failures: dict[str, list[int]] = {}
         self._uploads_before_hang: int | None = None
@@ -307,7 +317,14 @@ class FakeBotApi:
         file_id, size = self.add_file(upload[1])
         return {"file_id": file_id, "file_unique_id": file_id + "u", "file_size": size}
 
-    async def _api_sendPhoto(self, params: dict, files: dict) -> dict:
+    @staticmethod
+    def _bad_request(description: str) -> web.Response:
+        return web.json_response({"ok": False, "error_code": 400, "description": f"Bad Request: {description}"},
+                                 status=400)
+
+    async def _api_sendPhoto(self, params: dict, files: dict) -> dict | web.Response:
+        if self.refuse_photos:
+            return self._bad_request("PHOTO_INVALID_DIMENSIONS")
         photo = self._stored(files["photo"])
         return self._message(params, photo=[{**photo, "width": 800, "height": 600}],
                              caption=params.get("caption"))
@@ -321,15 +338,29 @@ class FakeBotApi:
         return self._message(params, audio={**self._stored(files["audio"]), "duration": 1,
                                             "file_name": files["audio"][0]})
 
-    async def _api_sendMediaGroup(self, params: dict, files: dict) -> list:
+    async def _api_sendMediaGroup(self, params: dict, files: dict) -> list | web.Response:
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            return self._bad_request("media must include 2-10 items")
+        kinds = {item.get("type") for item in media}
+        if len(kinds) > 1 and not kinds <= {"photo", "video"}:
+            return self._bad_request("audio and documents can only be grouped with their own kind")
+        refs = [str(item.get("media", "")) for item in media]
+        if not all(ref.startswith("attach://") and ref.removeprefix("attach://") in files for ref in refs):
+            return self._bad_request("every item must name a file uploaded as attach://<part name>")
+        if self.refuse_photos and "photo" in kinds:
+            return self._bad_request("PHOTO_INVALID_DIMENSIONS")
+        group_id = f"group-{next(self._media_group_ids)}"
         out = []
-        for item in params["media"]:
-            upload = files[item["media"].removeprefix("attach://")]
-            kind = item["type"]
-            body = {**self._stored(upload), "file_name": upload[0]}
+        for item, ref in zip(media, refs):
+            upload = files[ref.removeprefix("attach://")]
+            kind, stored = item["type"], self._stored(upload)
+            body: Any = {**stored, "file_name": upload[0]}
             if kind == "audio":
                 body["duration"] = 1
-            out.append(self._message(params, **{kind: body}, media_group_id="group-1"))
+            elif kind == "photo":
+                body = [{**stored, "width": 800, "height": 1100}]  # a photo is a list of sizes
+            out.append(self._message(params, **{kind: body}, media_group_id=group_id, caption=item.get("caption")))
         return out
 
     async def _api_getFile(self, params: dict, files: dict) -> dict | web.Response:

@@ -4,7 +4,9 @@ Exports: FakePipeline, wav_bytes, worker_settings, start_worker_process, wait_fo
 
 FakePipeline writes the contract files (tiny) and reports every stage, taking as
 long as asked, so queue behaviour (progress, cancel, SIGKILL, SIGTERM) can be
-tested in seconds. The real pipeline is used by the integration tests in
+tested in seconds. With pages=N it stands for an N-page score: preview-2.png ..
+preview-N.png too (up to core's preview cap), listed in its result.json as core
+lists them. The real pipeline is used by the integration tests in
 tests/test_worker_pipeline.py.
 """
 
@@ -22,6 +24,9 @@ from typing import Callable
 
 import numpy as np
 
+from stemscribe.core.defaults import MAX_PREVIEW_PAGES
+from stemscribe.core.engrave import preview_file_name
+from stemscribe.core.pipeline import OUTPUT_FILES
 from stemscribe.core.progress import Stage
 
 from stemscribe.settings import Settings, load_settings
@@ -37,10 +42,12 @@ class FakePipeline:
         seconds: total run time.
         error: an exception instance to raise half-way (after progress was reported).
         stems: also write stems/bass.opus.
+        pages: pages of the pretend score; each up to MAX_PREVIEW_PAGES gets a preview file.
     """
 
-    def __init__(self, seconds: float = 0.2, *, error: BaseException | None = None, stems: bool = False) -> None:
-        self.seconds, self.error, self.stems = seconds, error, stems
+    def __init__(self, seconds: float = 0.2, *, error: BaseException | None = None, stems: bool = False,
+                 pages: int = 1) -> None:
+        self.seconds, self.error, self.stems, self.pages = seconds, error, stems, pages
         self.calls: list[dict] = []
 
     def __call__(self, inputs, out_dir, options, *, toolkit=None, limits=None, reporter=None) -> dict:
@@ -57,13 +64,17 @@ class FakePipeline:
             time.sleep(self.seconds / steps)
         if self.error is not None:
             raise self.error
-        summary = {"mode": "solo", "inputs": [Path(p).name for p in inputs], "bars": 2,
-                   "input_bytes": sum(Path(p).stat().st_size for p in inputs)}
-        for name in ("score.pdf", "preview.png", "score.ly", "score.musicxml", "score.mid", "notes.mid"):
+        files = list(OUTPUT_FILES)
+        at = files.index("preview.png") + 1
+        files[at:at] = [preview_file_name(page) for page in range(2, min(self.pages, MAX_PREVIEW_PAGES) + 1)]
+        for name in files[:-1]:  # result.json last, below
             (out_dir / name).write_bytes(f"fake {name} for {Path(inputs[0]).name}".encode())
         if self.stems:
             (out_dir / "stems").mkdir(exist_ok=True)
             (out_dir / "stems" / "bass.opus").write_bytes(b"fake stem")
+            files[-1:-1] = ["stems/bass.opus"]
+        summary = {"mode": "solo", "inputs": [Path(p).name for p in inputs], "bars": 2 * self.pages,
+                   "pages": self.pages, "files": files, "input_bytes": sum(Path(p).stat().st_size for p in inputs)}
         (out_dir / "result.json").write_text(json.dumps(summary))
         return summary
 
@@ -100,12 +111,13 @@ def stop_process(process: subprocess.Popen, *, timeout_s: float = 20.0) -> None:
         process.wait(timeout=10)
 
 
-def start_worker_process(redis_url: str, *, seconds: float = 0.2, burst: bool = False, log_path: Path,
-                         env_extra: dict | None = None) -> subprocess.Popen:
-    """Start tests/helpers/worker_proc.py (a real `stemscribe worker` around a FakePipeline)."""
+def start_worker_process(redis_url: str, *, seconds: float = 0.2, pages: int = 1, burst: bool = False,
+                         log_path: Path, env_extra: dict | None = None) -> subprocess.Popen:
+    """Start tests/helpers/worker_proc.py (a real `stemscribe worker` around a FakePipeline of `pages` pages)."""
     env = {**os.environ, "STEMSCRIBE_REDIS_URL": redis_url, "STEMSCRIBE_WORKER_HEARTBEAT_S": "1",
            "STEMSCRIBE_WORKER_MAINTENANCE_INTERVAL_S": "1", "STEMSCRIBE_WORKER_SHUTDOWN_GRACE_S": "1",
-           "STEMSCRIBE_LOG_FORMAT": "json", "FAKE_PIPELINE_SECONDS": str(seconds), **(env_extra or {})}
+           "STEMSCRIBE_LOG_FORMAT": "json", "FAKE_PIPELINE_SECONDS": str(seconds),
+           "FAKE_PIPELINE_PAGES": str(pages), **(env_extra or {})}
     args = [sys.executable, str(_REPO / "tests" / "helpers" / "worker_proc.py")] + (["--burst"] if burst else [])
     log = open(log_path, "ab")
     try:
