@@ -148,6 +148,14 @@ async def _killed_bot_run(fake: FakeDiscord, redis_url: str, user: dict, *, limi
         await process.wait()
 
 
+async def _resume_until_delivered(fake: FakeDiscord, settings, client: JobClient) -> None:
+    """Let the hung uploads go, run a new bot until the job is marked delivered, and a little longer."""
+    fake.release_uploads()
+    async with running_bot(fake, settings, JobClient(settings)):
+        await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
+        await asyncio.sleep(1.0)  # it keeps sweeping every 0.3 s: room for a duplicate
+
+
 def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_resuming(redis_url, start_worker):
     async def scenario():
         async with FakeDiscord() as fake:
@@ -157,10 +165,7 @@ def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_r
             # 60 bytes a message: preview + PDF | MusicXML + MIDI | performance MIDI (fake files of ~30 bytes)
             payload, job_id = await _killed_bot_run(fake, redis_url, fake.user_payload("ann"), limit=60)
             assert client.delivery_steps(job_id, "discord") == {'["preview.png", "score.pdf"]'}
-            fake.release_uploads()
-            async with running_bot(fake, settings, JobClient(settings)):
-                await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
-                await asyncio.sleep(1.0)  # it keeps sweeping every 0.3 s: room for a duplicate
+            await _resume_until_delivered(fake, settings, client)
             posted = [c for c in fake.interaction_calls(payload) if c.files and c.status == 200]
             assert sorted(n for c in posted for n in c.filenames) == sorted(NAMES), "each file exactly once"
             first, *rest = posted
@@ -181,10 +186,7 @@ def test_bot_killed_after_posting_the_first_pages_posts_no_page_again(redis_url,
             # 64 bytes a message (fake files of 27-32 bytes): pages 1-2 | page 3 + PDF | MusicXML + MIDI | MIDI
             payload, job_id = await _killed_bot_run(fake, redis_url, fake.user_payload("ann"), limit=64)
             assert client.delivery_steps(job_id, "discord") == {'["preview-2.png", "preview.png"]'}
-            fake.release_uploads()
-            async with running_bot(fake, settings, JobClient(settings)):
-                await _until(lambda: not client.undelivered("discord"), "the job to be marked delivered")
-                await asyncio.sleep(1.0)  # it keeps sweeping every 0.3 s: room for a duplicate
+            await _resume_until_delivered(fake, settings, client)
             posted = [c for c in fake.interaction_calls(payload) if c.files and c.status == 200]
             pages = ["tonight-preview.png", "tonight-preview-2.png", "tonight-preview-3.png"]
             assert [c.filenames for c in posted] == [pages[:2], [pages[2], "tonight.pdf"],

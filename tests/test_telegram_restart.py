@@ -159,59 +159,61 @@ def test_killed_bot_job_is_delivered_by_a_running_instance_after_its_lease_lapse
         assert survivor.bot_data["services"].deliveries.owner != dead_owner
 
 
+def _kill_mid_upload_then_resume(harness: BotHarness, redis_url: str, client, *, uploads_through: int,
+                                 posted_steps: set[str]) -> tuple[dict, str, str]:
+    """Run the bot as a process until upload number uploads_through + 1 hangs, SIGKILL it, check the
+    steps it recorded, then let a new bot resume the job until it is delivered.
+
+    Returns:
+        (the user's recording message, the done text, the job id).
+    """
+    api = harness.api
+    api.hang_uploads_after(uploads_through)
+    process = _bot_process(api, redis_url)
+    try:
+        source = _send_recording(api)
+        ack_id = _ack_id(api)
+        api.wait_for(lambda a: [c for c in a.calls_of("sendDocument") if c.status == 0], timeout_s=40)
+        [job] = client.undelivered("telegram")
+        assert client.delivery_steps(job.job_id, "telegram") == posted_steps
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    api.release_uploads()
+    harness.start_bot(_builder(redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0), polling=False)
+    done = _done_text(api, ack_id)
+    wait_for(lambda: not client.undelivered("telegram"), what="the job to be marked delivered")
+    time.sleep(1.0)  # the survivor keeps sweeping: room for a duplicate
+    return source, done, job.job_id
+
+
 def test_bot_killed_half_way_through_posting_results_posts_only_the_rest_after_resuming(redis_url, client,
                                                                                         start_worker):
     with BotHarness(None) as harness:
         api = harness.api
-        api.hang_uploads_after(1)  # the preview photo goes through; the first document never comes back
         start_worker(0.5)
-        process = _bot_process(api, redis_url)
-        try:
-            source = _send_recording(api)
-            ack_id = _ack_id(api)
-            api.wait_for(lambda a: [c for c in a.calls_of("sendDocument") if c.status == 0], timeout_s=40)
-            [job] = client.undelivered("telegram")
-            assert client.delivery_steps(job.job_id, "telegram") == {'["preview.png"]'}
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
-        api.release_uploads()
-        harness.start_bot(_builder(redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0), polling=False)
-        done = _done_text(api, ack_id)
+        # The preview photo goes through; the first document never comes back.
+        source, done, job_id = _kill_mid_upload_then_resume(harness, redis_url, client, uploads_through=1,
+                                                            posted_steps={'["preview.png"]'})
         assert done.startswith("Done: Solo"), done
-        wait_for(lambda: not client.undelivered("telegram"), what="the job to be marked delivered")
-        time.sleep(1.0)  # the survivor keeps sweeping: room for a duplicate
         posted = [c for c in api.calls_of("sendPhoto", "sendDocument", chat_id=ALICE["id"]) if c.status == 200]
         names = [c.upload("photo" if c.method == "sendPhoto" else "document")[0] for c in posted]
         assert sorted(names) == sorted(["Tonight-preview.png", *RESULT_DOCUMENTS]), "each file exactly once"
         assert [c.method for c in posted][0] == "sendPhoto", "the preview came first, from the killed bot"
         for call in posted:
             assert call.params["reply_parameters"]["message_id"] == source["message_id"]
-        assert client.delivery_steps(job.job_id, "telegram") == set(), "delivered: the steps are dropped"
+        assert client.delivery_steps(job_id, "telegram") == set(), "delivered: the steps are dropped"
 
 
 def test_bot_killed_after_the_page_album_posts_no_page_again_after_resuming(redis_url, client, start_worker):
     with BotHarness(None) as harness:
         api = harness.api
-        api.hang_uploads_after(2)  # page 1 and the album of pages 2-3 go through; the PDF never comes back
         start_worker(0.5, pages=3)
-        process = _bot_process(api, redis_url)
-        try:
-            _send_recording(api)
-            ack_id = _ack_id(api)
-            api.wait_for(lambda a: [c for c in a.calls_of("sendDocument") if c.status == 0], timeout_s=40)
-            [job] = client.undelivered("telegram")
-            assert client.delivery_steps(job.job_id, "telegram") == {'["preview.png"]',
-                                                                     '["preview-2.png", "preview-3.png"]'}
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
-        api.release_uploads()
-        harness.start_bot(_builder(redis_url, delivery_sweep_s=0.3, delivery_lease_s=3.0), polling=False)
-        done = _done_text(api, ack_id)
+        # Page 1 and the album of pages 2-3 go through; the PDF never comes back.
+        _, done, _ = _kill_mid_upload_then_resume(
+            harness, redis_url, client, uploads_through=2,
+            posted_steps={'["preview.png"]', '["preview-2.png", "preview-3.png"]'})
         assert done.startswith("Done: Solo") and "3 pages" in done, done
-        wait_for(lambda: not client.undelivered("telegram"), what="the job to be marked delivered")
-        time.sleep(1.0)  # the survivor keeps sweeping: room for a duplicate
         posted = [c for c in api.calls_of(*UPLOAD_METHODS, chat_id=ALICE["id"]) if c.status == 200]
         assert [c.method for c in posted] == ["sendPhoto", "sendMediaGroup"] + ["sendDocument"] * 4
         photo, album, *documents = posted
