@@ -60,7 +60,7 @@ def score_set(score_py: Path, gt_root: Path, out_root: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_ours(devset: Path, out_root: Path, clips: list[Path], mode: str) -> dict[str, dict]:
+def run_ours(devset: Path, out_root: Path, clips: list[Path], mode: str, extra_options: str = "") -> dict[str, dict]:
     from stemscribe.core.engines.registry import ModelCache
     from stemscribe.core.options import Options, parse_options
     from stemscribe.core.pipeline import Toolkit, run
@@ -76,7 +76,7 @@ def run_ours(devset: Path, out_root: Path, clips: list[Path], mode: str) -> dict
     for clip in clips:
         out = out_root / clip.name
         out.mkdir(parents=True, exist_ok=True)
-        options = parse_options(f"mode:{mode}")
+        options = parse_options(f"mode:{mode} {extra_options}".strip())
         t0 = time.perf_counter()
         try:
             result = run([find_audio(clip)], out, options, toolkit=toolkit)

@@ -77,6 +77,7 @@ class Options:
     chords: write chord symbols; None means the mode decides.
     separator: demucs model name for stems mode.
     stem_format: audio format of returned stems.
+    tuning_hz: the A4 the recording is tuned to; None detects it, 440 leaves the audio as is.
     """
 
     mode: Mode = Mode.AUTO
@@ -93,6 +94,7 @@ class Options:
     chords: bool | None = None
     separator: str = "htdemucs"
     stem_format: StemFormat = StemFormat.OPUS
+    tuning_hz: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (enums as strings)."""
@@ -164,6 +166,23 @@ def _tempo(key: str, value: str) -> float:
     return bpm
 
 
+def _tuning(key: str, value: str) -> float | None:
+    norm = value.strip().lower().replace(" ", "")
+    if norm in ("auto", "detect"):
+        return None
+    if norm in _NO:
+        return 440.0
+    norm = norm.removeprefix("a4").removeprefix("a").lstrip("=").removesuffix("hz")
+    try:
+        hz = float(norm)
+    except ValueError:
+        raise OptionsError(f"'{value}' is not a tuning.",
+                           hint="Use tuning:auto (the default), tuning:off, or the A4 in Hz, e.g. tuning:432.") from None
+    if not 400 <= hz <= 480:
+        raise OptionsError(f"A tuning of A4 = {value} Hz is out of range.", hint="Give A4 between 400 and 480 Hz, e.g. tuning:415.")
+    return hz
+
+
 def _time_signature(key: str, value: str) -> str:
     norm = value.strip().replace(" ", "")
     common = {"c": "4/4", "common": "4/4", "cut": "2/2", "alla-breve": "2/2"}
@@ -218,10 +237,12 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "chords": ("chords", _bool),
     "separator": ("separator", _separator),
     "format": ("stem_format", _choice(StemFormat, {"ogg": "opus", "lossless": "flac"})),
+    "tuning": ("tuning_hz", _tuning),
 }
 _ALIASES = {"meter": "time", "timesig": "time", "time_signature": "time", "time-signature": "time",
             "bpm": "tempo", "inst": "instrument", "model": "separator", "chord": "chords",
-            "difficulty": "level", "stem": "stems", "name": "title", "by": "composer"}
+            "difficulty": "level", "stem": "stems", "name": "title", "by": "composer",
+            "pitch": "tuning", "concert": "tuning"}
 
 #: Option words users may type, for help texts and autocomplete.
 OPTION_KEYS: tuple[str, ...] = tuple(_PARSERS)

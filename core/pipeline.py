@@ -34,10 +34,11 @@ from .audio import Audio, decode
 from .engines.registry import choose_engine
 from .errors import NoNotesError, OptionsError
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
-from .notes import Note, Track
+from .notes import Track
 from .options import Mode, Options
 from .progress import Reporter, Stage
 from .toolkit import Limits, Toolkit
+from .tuning import Tuning, estimate_tuning, transcribe_in_tune
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,11 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
 
     # ---------------------------------------------------------------- mode
     profile: MixProfile | None = None
-    if len(audios) == 1 and options.mode in (Mode.AUTO, Mode.SOLO, Mode.PIANO):
-        with timer.stage("analyze"):
+    with timer.stage("analyze"):
+        if len(audios) == 1 and options.mode in (Mode.AUTO, Mode.SOLO, Mode.PIANO):
             profile = profile_mix(mix_mono, mix.sample_rate)
+        tunings = [_tuning_of(a, options) for a in audios]
+    user_notes.extend(_tuning_lines(inputs, tunings))
     mode, reason = choose_mode(options, len(audios), profile, instrument,
                                separation_available=lambda: toolkit.separation_available(options.separator))
     # Multitrack inputs are separate already: stems:yes there means nothing to separate.
@@ -157,7 +160,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
 
             layout = "ensemble"
             tracks, verdicts = route_parts(list(stem_audio.items()), mix=mix, models=toolkit.engines,
-                                           options=options, reporter=reporter)
+                                           options=options, reporter=reporter, mix_tuning=tunings[0])
             stem_report = [v.to_dict() for v in verdicts]
             line = stem_summary_line(verdicts)
             if line:
@@ -167,11 +170,12 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
 
             layout = "ensemble"
             named = [(_part_name(p), a) for p, a in zip(inputs, audios)]
-            tracks, _ = route_parts(named, mix=None, models=toolkit.engines, options=options, reporter=reporter)
+            tracks, _ = route_parts(named, mix=None, models=toolkit.engines, options=options, reporter=reporter,
+                                    tunings={name: t for (name, _), t in zip(named, tunings)})
         else:
             layout = "solo" if mode is Mode.SOLO else "piano"
             tracks = [_transcribe_single(mix_mono, mix.sample_rate, mode, instrument, options,
-                                         profile, toolkit, reporter)]
+                                         profile, toolkit, reporter, tunings[0])]
     tracks = [t for t in tracks if t.notes]
     if not any(not t.is_drum for t in tracks) and not any(t.is_drum for t in tracks):
         raise NoNotesError("I couldn't hear any notes in that recording.",
@@ -215,6 +219,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         tempo_map=[[round(float(q), 3), round(float(b), 2)] for q, b in notation.tempo_map],
         time_signature=notation.time_signature,
         key=notation.key,
+        tuning=tunings[0].to_dict() if len(tunings) == 1 else [t.to_dict() for t in tunings],
         pickup_quarters=notation.pickup_quarters,
         bars=notation.bars,
         chords=getattr(notation, "chords", False),
@@ -287,7 +292,7 @@ def stem_summary_line(verdicts: Sequence[Any]) -> str:
 
 
 def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instrument: Instrument | None, options: Options,
-                       profile: MixProfile | None, toolkit: Toolkit, reporter: Reporter) -> Track:
+                       profile: MixProfile | None, toolkit: Toolkit, reporter: Reporter, tuning: Tuning) -> Track:
     """Transcribe one recording as one track (solo or piano reduction)."""
     if instrument is None and mode is Mode.SOLO and profile is not None:
         instrument = INSTRUMENTS[profile.guess_instrument()]
@@ -305,9 +310,8 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
 
     label = "basic-pitch + transkun" if engine_name in ("fusion", "organ") else engine_name
     reporter(Stage.TRANSCRIBE, 0.0, f"Listening for notes ({label})")
-    notes: list[Note] = engine.transcribe(samples, sample_rate,
-                                          instrument=None if reduction else instrument,
-                                          progress=progress)
+    notes = transcribe_in_tune(engine.transcribe, samples, sample_rate, tuning,
+                               instrument=None if reduction else instrument, progress=progress)
     name = "Piano" if mode is Mode.PIANO else instrument.name
     key = "piano" if mode is Mode.PIANO else instrument.key
     return Track(name=name, instrument=key, notes=notes, source="mix", engine=engine_name)
@@ -365,6 +369,25 @@ def _result_base(options: Options, mode: Mode, reason: str, inputs: Sequence[Pat
         "duration_s": round(float(duration_s), 3),
         "options": options.to_dict(),
     }
+
+
+def _tuning_of(audio: Audio, options: Options) -> Tuning:
+    """The user's tuning:HZ, else the one read from the recording."""
+    if options.tuning_hz is not None:
+        return Tuning.given(options.tuning_hz)
+    return estimate_tuning(audio.mono().samples[0], audio.sample_rate)
+
+
+def _tuning_lines(inputs: Sequence[Path], tunings: Sequence[Tuning]) -> list[str]:
+    """What the user is told about tuning: the recording's, or each file's that was corrected."""
+    if len(inputs) == 1:
+        line = tunings[0].describe()
+        return [line] if line else []
+    if tunings and tunings[0].source == "given":
+        line = tunings[0].describe()
+        return [line] if line else []
+    lines = [t.describe(subject=path.name) for path, t in zip(inputs, tunings)]
+    return [" ".join(line for line in lines if line)] if any(lines) else []
 
 
 def _title_from(path: Path) -> str:

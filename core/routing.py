@@ -13,6 +13,7 @@ dropped, mangled ones are transcribed from the mix instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from .instruments import INSTRUMENTS, Instrument, lookup_instrument
 from .notes import Note, Track
 from .options import Options
 from .progress import Reporter, Stage
+from .tuning import Tuning, transcribe_in_tune
 
 #: What demucs's stems hold ("other" is guessed from its notes).
 STEM_INSTRUMENTS: dict[str, str] = {
@@ -153,7 +155,8 @@ class _Transcriber:
 
         return choose_engine(str(self.options.engine), instrument)
 
-    def run(self, audio: Audio, instrument: Instrument | None, label: str) -> tuple[list[Note], str]:
+    def run(self, audio: Audio, instrument: Instrument | None, label: str,
+            tuning: Tuning | None = None) -> tuple[list[Note], str]:
         engine_name = self.engine_name(instrument)
         engine = self.models.get(engine_name)
         mono = audio.mono().samples[0]
@@ -165,7 +168,10 @@ class _Transcriber:
 
         if self.reporter is not None:
             progress(0.0)
-        notes = engine.transcribe(mono, audio.sample_rate, instrument=instrument, progress=progress)
+        # Drum hits have no pitch to put in tune.
+        in_tune = None if engine_name == "drums" else tuning
+        notes = transcribe_in_tune(engine.transcribe, mono, audio.sample_rate, in_tune,
+                                   instrument=instrument, progress=progress)
         self.done += 1
         self.passes = max(self.passes, self.done)
         if self.reporter is not None:
@@ -176,7 +182,8 @@ class _Transcriber:
 def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, models: Any, options: Options,
                 reporter: Reporter | None = None, guard: bool = True,
                 thresholds: GuardThresholds = GuardThresholds(),
-                instruments: dict[str, str] | None = None) -> tuple[list[Track], list[StemVerdict]]:
+                instruments: dict[str, str] | None = None, mix_tuning: Tuning | None = None,
+                tunings: Mapping[str, Tuning] | None = None) -> tuple[list[Track], list[StemVerdict]]:
     """Transcribe each part with the engine that suits it, one Track per kept part.
 
     Args:
@@ -190,6 +197,9 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
         guard: judge stems against the mix (only when ``mix`` is given).
         thresholds: the guard's lines.
         instruments: part name -> instrument word, overriding the name mapping.
+        mix_tuning: the mix's offset from A440 (core.tuning), also used for the
+            parts without one of their own (stems share the mix's).
+        tunings: part name -> that part's offset (multitrack files).
 
     Returns:
         (tracks in input order without dropped parts, one verdict per part).
@@ -207,20 +217,21 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
     verdicts: list[StemVerdict] = []
     for name, audio in named_audios:
         instrument = overrides.get(name) or instrument_for_name(name)
+        tuning = (tunings or {}).get(name, mix_tuning)
         source = f"stem:{name}" if mix is not None else f"file:{name}"
         if spectra is not None and spectra.energy_db(name) < thresholds.silent_db:
             verdicts.append(spectra.assess(name, instrument, thresholds))
             continue
-        notes, engine_name = transcriber.run(audio, instrument, name)
+        notes, engine_name = transcriber.run(audio, instrument, name, tuning)
         if instrument is None:
             instrument = guess_instrument(notes)
             if transcriber.engine_name(instrument) != engine_name or instrument.family in ("bass", "voice"):
-                notes, engine_name = transcriber.run(audio, instrument, name)
+                notes, engine_name = transcriber.run(audio, instrument, name, tuning)
             else:
                 notes = _in_range(notes, instrument)
         if spectra is not None:
             if mix_notes is None and instrument.family != "drums":
-                mix_notes, _ = transcriber.run(mix, None, "the full mix (for checking stems)")
+                mix_notes, _ = transcriber.run(mix, None, "the full mix (for checking stems)", mix_tuning)
             verdict = spectra.assess(name, instrument, thresholds, stem_notes=notes, mix_notes=mix_notes)
         elif not notes:
             verdict = StemVerdict(name, "dropped", f"{name}: left out, no notes found in it", {"stem_notes": 0.0})
@@ -230,7 +241,7 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
         if verdict.decision == "dropped":
             continue
         if verdict.decision == "mix":
-            notes, engine_name = transcriber.run(mix, instrument, f"{name} from the mix")
+            notes, engine_name = transcriber.run(mix, instrument, f"{name} from the mix", mix_tuning)
             source = "mix"
         tracks.append(Track(name=part_display_name(name, instrument), instrument=instrument.key, notes=notes,
                             source=source, engine=engine_name, is_drum=instrument.family == "drums"))

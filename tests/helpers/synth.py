@@ -13,11 +13,12 @@ import numpy as np
 SAMPLE_RATE_HZ = 44100
 
 
-def render_notes(notes, *, duration_s=None, sample_rate=SAMPLE_RATE_HZ, seed=0):
+def render_notes(notes, *, duration_s=None, sample_rate=SAMPLE_RATE_HZ, seed=0, cents=0.0):
     """notes: iterable of (start_s, end_s, midi_pitch[, velocity]) -> mono float32 samples.
 
     Each note is a few decaying harmonics with a short attack, loud enough for
     any transcription engine, quiet enough not to clip when chords stack.
+    ``cents`` tunes the whole recording away from A4 = 440 Hz (positive: sharp).
     """
     notes = [tuple(n) for n in notes]
     end = duration_s or (max(n[1] for n in notes) + 0.5)
@@ -28,7 +29,7 @@ def render_notes(notes, *, duration_s=None, sample_rate=SAMPLE_RATE_HZ, seed=0):
         vel = n[3] if len(n) > 3 else 90
         length = int((stop - start) * sample_rate)
         t = np.arange(length) / sample_rate
-        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        f0 = 440.0 * 2 ** ((pitch - 69) / 12 + cents / 1200)
         tone = sum(a * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6.28)) for k, a in ((1, 1), (2, .5), (3, .25), (4, .12)))
         env = np.minimum(t / 0.01, 1) * np.exp(-t * 1.5) * np.clip((stop - start - t) / 0.03, 0, 1)
         i = int(start * sample_rate)
