@@ -39,7 +39,7 @@ OPTIONS_HELP = (
     "Options (all optional): mode:auto|solo|piano|stems|multitrack  stems:yes  "
     "instrument:guitar  title:\"My Song\"  composer:\"Me\"  tempo:92  time:6/8  "
     "key:\"D minor\"  level:easy|full  chords:yes|no  engine:auto|basic-pitch|transkun  "
-    "format:opus|flac|wav  tuning:auto|off|432"
+    "format:opus|flac|wav  tuning:auto|off|432  swing:auto|yes|no"
 )
 
 HELP_TEXT = (

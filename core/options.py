@@ -78,6 +78,7 @@ class Options:
     separator: demucs model name for stems mode.
     stem_format: audio format of returned stems.
     tuning_hz: the A4 the recording is tuned to; None detects it, 440 leaves the audio as is.
+    swing: write swung eighths straight under a "Swing" mark; None detects swing.
     """
 
     mode: Mode = Mode.AUTO
@@ -95,6 +96,7 @@ class Options:
     separator: str = "htdemucs"
     stem_format: StemFormat = StemFormat.OPUS
     tuning_hz: float | None = None
+    swing: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (enums as strings)."""
@@ -164,6 +166,16 @@ def _tempo(key: str, value: str) -> float:
     if not 20 <= bpm <= 320:
         raise OptionsError(f"A tempo of {value} is out of range.", hint="Use a tempo between 20 and 320 bpm.")
     return bpm
+
+
+def _auto_bool(key: str, value: str) -> bool | None:
+    if value.strip().lower() in ("auto", "detect"):
+        return None
+    try:
+        return _bool(key, value)
+    except OptionsError:
+        raise OptionsError(f"'{value}' is not a valid value for {key}.",
+                           hint=f"Use {key}:auto (the default), {key}:yes or {key}:no.") from None
 
 
 def _tuning(key: str, value: str) -> float | None:
@@ -238,6 +250,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "separator": ("separator", _separator),
     "format": ("stem_format", _choice(StemFormat, {"ogg": "opus", "lossless": "flac"})),
     "tuning": ("tuning_hz", _tuning),
+    "swing": ("swing", _auto_bool),
 }
 _ALIASES = {"meter": "time", "timesig": "time", "time_signature": "time", "time-signature": "time",
             "bpm": "tempo", "inst": "instrument", "model": "separator", "chord": "chords",

@@ -190,6 +190,9 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         notation = notate(tracks, layout=layout, options=options, audio_mono=mix_mono,
                           sample_rate=mix.sample_rate, title=title, reporter=reporter)
         warnings.extend(notation.warnings)
+        if notation.swing is not None:
+            user_notes.append("Swung eighths are written as plain eighths under a Swing mark "
+                              "(swing:no writes them as played).")
         reporter(Stage.SCORE, 0.5, "Writing MusicXML and MIDI")
         write_musicxml(notation, out_dir / "score.musicxml")
         write_midi(notation, out_dir / "score.mid")
@@ -219,6 +222,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         tempo_map=[[round(float(q), 3), round(float(b), 2)] for q, b in notation.tempo_map],
         time_signature=notation.time_signature,
         key=notation.key,
+        swing=notation.swing,
         tuning=tunings[0].to_dict() if len(tunings) == 1 else [t.to_dict() for t in tunings],
         pickup_quarters=notation.pickup_quarters,
         bars=notation.bars,

@@ -7,6 +7,7 @@ rhythm and key. Each test runs in well under a second or two.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import mido
@@ -526,3 +527,60 @@ def test_pulse_locked_on_the_off_beat_chords_moves_to_the_bass():
     # A single line (no chords) has no bass to go by: unchanged.
     melody = [Note(1.0 + 0.25 * k, 1.2 + 0.25 * k, [48, 72][k % 2], 80) for k in range(32)]
     assert bass_on_the_beat(on_chords, onset_events(melody)) is on_chords
+
+
+def swung_rows(bars: int, ratio: float, *, jitter: float = 0.0, seed: int = 0) -> list:
+    """A 4/4 eighth-note line played long-short (the second eighth at ``ratio`` of the beat), bass on beat 1."""
+    rng = np.random.default_rng(seed)
+    scale = [67, 69, 71, 72, 74, 72, 71, 69]
+    rows = []
+    for b in range(bars):
+        rows.append((b * 4.0, 4.0, 43 if b % 2 else 48))
+        for k in range(4):
+            q = b * 4 + k
+            second = ratio + rng.uniform(-jitter, jitter)
+            rows += [(q, second, scale[(2 * q) % 8]), (q + second, 1 - second, scale[(2 * q + 1) % 8])]
+    return rows
+
+
+@pytest.mark.parametrize("ratio", [0.58, 0.62])
+def test_swung_eighths_are_written_straight_under_a_swing_mark(ratio):
+    rows = swung_rows(6, ratio, jitter=0.015)
+    notation = run([Track("Piano", "piano", perform(rows, 132, velocity=lambda q: 100 if q % 4 == 0 else 75))])
+    assert notation.time_signature == "4/4" and notation.swing == pytest.approx(ratio, abs=0.03)
+    straight = sorted((float(math.floor(on) + (0.5 if on % 1 else 0.0)), p) for on, _, p in rows)
+    assert written_notes(notation) == straight
+    words = [w.content for w in notation.score.recurse().getElementsByClass("TextExpression")]
+    assert "Swing" in words
+    lengths = {float(n.quarterLength) for n in notation.score.recurse().notes
+               if isinstance(n, m21note.Note) and n.pitch.midi > 60}
+    assert lengths == {0.5}, "plain eighths: no dotted eighth + sixteenth, no triplets"
+
+
+def test_swing_no_writes_the_rhythm_as_played():
+    rows = swung_rows(6, 0.62)
+    notation = run([Track("Piano", "piano", perform(rows, 132))], options=Options(swing=False))
+    assert notation.swing is None
+    assert notation.time_signature in ("12/8", "6/8"), "long-short pairs read in compound time"
+
+
+def test_a_two_to_one_shuffle_is_compound_time_unless_swing_is_asked_for():
+    rows = swung_rows(6, 2 / 3, jitter=0.02, seed=3)
+    notation = run([Track("Guitar", "guitar", perform(rows, 110))])
+    assert notation.swing is None and notation.time_signature in ("12/8", "6/8")
+    asked = run([Track("Guitar", "guitar", perform(rows, 110))], options=Options(swing=True))
+    assert asked.time_signature == "4/4" and asked.swing == pytest.approx(2 / 3, abs=0.03)
+
+
+@pytest.mark.parametrize("positions, swung", [
+    ([k + f for k in range(10) for f in (0.0, 0.62)], True),           # swing
+    ([k + f for k in range(10) for f in (0.0, 0.5)], False),           # straight eighths
+    ([k + f for k in range(10) for f in (0.0, 0.75)], False),          # dotted eighth + sixteenth
+    ([k + f for k in range(10) for f in (0.0, 1 / 3, 2 / 3)], False),  # triplets
+    ([k + f for k in range(10) for f in (0.0, 0.25, 0.5, 0.75)], False),  # sixteenths
+    ([k + f for k in range(3) for f in (0.0, 0.62)], False),           # too few to tell
+])
+def test_swing_is_told_from_straight_dotted_and_triplet_rhythms(positions, swung):
+    from stemscribe.core.notation.quantize import detect_swing
+
+    assert (detect_swing(np.array(positions)) is not None) is swung

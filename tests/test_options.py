@@ -30,6 +30,9 @@ def test_full_sentence_of_options():
     ("level:beginner", "level", Level.EASY),
     ("format:lossless", "stem_format", StemFormat.FLAC),
     ("title=Hello", "title", "Hello"),        # key=value works too
+    ("swing:yes", "swing", True),
+    ("swing:off", "swing", False),
+    ("swing:maybe", "swing", None),           # not yes/no/auto
 ])
 def test_values_and_aliases(text, field, expected):
     if expected is None:
@@ -64,6 +67,11 @@ def test_bad_input_is_an_options_error_with_a_message(text):
     with pytest.raises(OptionsError) as info:
         parse_options(text)
     assert info.value.message
+
+
+def test_auto_words_mean_detect():
+    assert parse_options("swing:auto tuning:auto") == Options()
+    assert parse_options("swing:auto", base=Options(swing=True)).swing is None
 
 
 def test_blank_text_gives_base_or_defaults():

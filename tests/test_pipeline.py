@@ -53,6 +53,9 @@ def test_result_json_describes_the_score(melody_result):
 
 
 def test_musicxml_holds_the_melody(melody_result):
+    text = (melody_result / "score.musicxml").read_text()
+    assert '<creator type="composer">' not in text, "no composer given: none written (music21 would say Music21)"
+    assert '<creator type="transcriber">stemscribe</creator>' in text
     score = music21.converter.parse(str(melody_result / "score.musicxml"))
     pitches = [p.midi for n in score.recurse().notes for p in n.pitches]
     sounding = [p for p in pitches]
@@ -148,3 +151,18 @@ def test_multitrack_with_stems_yes_needs_no_separation_model(tmp_path, monkeypat
     a = write_audio(tmp_path / "flute.wav", render_notes(melody_notes(pitches=(72, 74, 76, 77))))
     b = write_audio(tmp_path / "cello.wav", render_notes(melody_notes(pitches=(48, 43, 45, 41))))
     assert main(["transcribe", str(a), str(b), "stems:yes", "--out", str(tmp_path / "out")]) == 0
+
+
+def test_a_swung_melody_reads_in_four_four_with_a_swing_mark(tmp_path):
+    beat = 60 / 126
+    pitches = [67, 69, 71, 72, 74, 72, 71, 69, 67, 64, 65, 67, 69, 67, 65, 64] * 2
+    notes = [(0.5 + (i // 2) * beat + (0.62 * beat if i % 2 else 0.0),
+              0.5 + (i // 2) * beat + (0.62 * beat if i % 2 else 0.0) + 0.3 * beat, p) for i, p in enumerate(pitches)]
+    clip = write_audio(tmp_path / "blues-head.wav", render_notes(notes + [(0.5 + 16 * beat, 0.5 + 18 * beat, 67)]))
+    out = tmp_path / "out"
+    assert main(["transcribe", str(clip), "--out", str(out), "--instrument", "flute"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["time_signature"] == "4/4" and result["swing"] == pytest.approx(0.62, abs=0.03)
+    assert any("Swing mark" in line and "swing:no" in line for line in result["user_notes"])
+    score = music21.converter.parse(str(out / "score.musicxml"))
+    assert {float(n.quarterLength) for n in score.recurse().notes}.issubset({0.5, 2.0})

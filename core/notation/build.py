@@ -99,7 +99,8 @@ class Meter:
 @dataclass(frozen=True)
 class TempoMark:
     """A printed tempo indication at a score offset (quarters): a metronome mark
-    (``bpm``, quarter notes per minute) or words (``text``: "rit.", "accel.", "a tempo")."""
+    (``bpm``, quarter notes per minute) or words (``text``: "rit.", "accel.", "a tempo",
+    "Swing")."""
 
     at: Fraction
     bpm: float | None = None
@@ -279,6 +280,8 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
     score.metadata.title = title
     if composer:
         score.metadata.composer = composer
+    # Always a contributor: with none, music21 writes "Music21" as the composer, which MuseScore shows.
+    score.metadata.addContributor(metadata.Contributor(role="transcriber", name="stemscribe"))
     groups: dict[str, list[stream.Part]] = {}
     voice_base = _voice_bases(staves)
     for index, st in enumerate(staves):

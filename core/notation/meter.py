@@ -67,6 +67,13 @@ SIXTEENTH_LEVEL_MAX_COARSE = 0.45
 SIXTEENTH_LEVEL_RATIO = 1.8
 #: ... and only when at least this share of onsets falls on sixteenths between the eighths.
 SIXTEENTH_MIN_SHARE = 0.15
+#: A pulse whose off-beat onsets sit near two thirds and almost never at one third is read as
+#: swung eighths, not compound time, when their median comes earlier than this and at most this
+#: share of them have a first third. 2:1 is 0.667: a 6/8 tune of quarter-eighth figures played a
+#: little unevenly stays 6/8, and a 2:1 shuffle written quarter-eighth in 12/8 is as true
+#: (swing:yes writes it as swing).
+SWING_NOT_COMPOUND_RATIO = 0.64
+SWING_NOT_COMPOUND_THIRDS = 0.1
 #: Notated beat tempo that reads most naturally (quarter or dotted quarter per minute).
 PREFERRED_BEAT_BPM = 96.0
 
@@ -89,6 +96,14 @@ def beat_division(beats_s: np.ndarray, events: list[OnsetEvent]) -> int:
     cost2 = float(np.sum(w * np.minimum(err2, 0.1) ** 2))
     cost3 = float(np.sum(w * np.minimum(err3, 0.1) ** 2))
     return 3 if cost3 < 0.6 * cost2 else 2
+
+
+def _swung(beats_s: np.ndarray, events: list[OnsetEvent]) -> bool:
+    """Whether onsets between pulses are swung eighths rather than compound time's eighths."""
+    from .quantize import detect_swing
+
+    pos = np.interp([e.time_s for e in events], beats_s, np.arange(len(beats_s)))
+    return detect_swing(pos, max_ratio=SWING_NOT_COMPOUND_RATIO, max_thirds=SWING_NOT_COMPOUND_THIRDS) is not None
 
 
 def _tatum_times(beats_s: np.ndarray, division: int) -> np.ndarray:
@@ -282,7 +297,7 @@ def _label(structure: str, tatum_bpm: float) -> tuple[str, int, float, int]:
 
 
 def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s: float,
-                  time_signature: str | None = None) -> BeatGrid:
+                  time_signature: str | None = None, swing: bool | None = None) -> BeatGrid:
     """Turn a tracked pulse into the notated beat grid (meter, downbeats, pickup).
 
     Args:
@@ -290,11 +305,15 @@ def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s
         events: onset events from rhythm.onset_events.
         first_note_s: onset of the first note (the pickup is measured from it).
         time_signature: a user-given meter ("6/8") to keep, or None to detect.
+        swing: True reads long-short pairs as swung eighths in simple time (swing:yes),
+            False as compound time; None decides from how long-short they are.
 
     Returns:
         BeatGrid whose beats start at the first notated beat (pickup or downbeat).
     """
     division = beat_division(beats_s, events)
+    if division == 3 and not time_signature and swing is not False and (swing or _swung(beats_s, events)):
+        division = 2
     tatums = _tatum_times(beats_s, division)
     feature = _tatum_features(tatums, events)
     if time_signature:

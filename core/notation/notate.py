@@ -53,6 +53,8 @@ class Notation:
     bars: number of bars (pickup included).  parts: [{name, instrument, clef,
     note_count, source, engine}].  warnings: for the user.  chords: chord symbols written.
     seconds_to_quarters: maps performance time to score time (for aligned outputs).
+    swing: where the swung second eighths sat in the beat (written straight under
+    a "Swing" mark), or None for straight music.
     """
 
     score: stream.Score
@@ -68,6 +70,7 @@ class Notation:
     midi_parts: list[MidiPart] = field(default_factory=list)
     beat_times_s: list[float] = field(default_factory=list)
     beat_quarters: float = 1.0
+    swing: float | None = None
 
 
 def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np.ndarray | None,
@@ -108,13 +111,17 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
                                          pitched=pitched)
     report(Stage.ANALYZE, 0.5, "finding the meter")
     first_s = min(n.start_s for n in all_notes)
-    grid = meter.analyze_meter(beats_s, events, first_note_s=first_s, time_signature=options.time_signature)
+    grid = meter.analyze_meter(beats_s, events, first_note_s=first_s, time_signature=options.time_signature,
+                               swing=options.swing)
     if options.tempo_bpm:
         grid = _scale_to_tempo(grid, options.tempo_bpm)
     compound = grid.beat_quarters == 1.5
     positions = grid.beat_position(np.array([n.start_s for n in all_notes]))
+    swing = None if compound else _swing_ratio(positions, options.swing)
+    if swing is not None:
+        positions = quantize.unswing(positions, swing)
     divisions = quantize.choose_subdivisions(positions, compound=compound)
-    qtracks = [(t, quantize.quantize_notes(t.notes, grid, divisions)) for t in cleaned]
+    qtracks = [(t, quantize.quantize_notes(t.notes, grid, divisions, swing)) for t in cleaned]
     qtracks = [(t, [q for q in qs if q.onset >= 0] + [_clip0(q) for q in qs if q.onset < 0]) for t, qs in qtracks]
     report(Stage.ANALYZE, 0.8, "finding the key")
     qpitched = [q for t, qs in qtracks if not t.is_drum for q in qs]
@@ -138,6 +145,8 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
     tempo_map, tempo_bpm = _tempo_map(grid, meter_, options.tempo_bpm)
     tempo_map = [(max(0.0, at - float(lead_q)), bpm) for at, bpm in tempo_map]
     marks = _tempo_marks(tempo_map, float(meter_.bar_q))
+    if swing is not None:
+        marks.insert(1, TempoMark(Fraction(0), text="Swing"))
     report(Stage.SCORE, 0.4, "writing the score")
     score = build_score(staves, meter_, speller=speller, tempo_marks=marks, title=title,
                         composer=options.composer)
@@ -149,7 +158,18 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
                     time_signature=grid.time_signature, key=key_text,
                     pickup_quarters=float(meter_.pickup_q), bars=bars, parts=parts, warnings=warnings,
                     chords=bool(want_chords), midi_parts=midi_parts,
-                    beat_times_s=[float(b) for b in grid.beats_s], beat_quarters=grid.beat_quarters)
+                    beat_times_s=[float(b) for b in grid.beats_s], beat_quarters=grid.beat_quarters,
+                    swing=None if swing is None else round(swing, 3))
+
+
+def _swing_ratio(positions: np.ndarray, wanted: bool | None) -> float | None:
+    """The swing to write straight: detected (None), forced (swing:yes) or none (swing:no)."""
+    if wanted is False:
+        return None
+    found = quantize.detect_swing(positions)
+    if wanted and found is None:
+        return quantize.DEFAULT_SWING_RATIO
+    return found
 
 
 def _trim_pickup(qtracks: list[tuple[Track, list[QNote]]], pickup_q: Fraction

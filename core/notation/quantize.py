@@ -1,12 +1,20 @@
 """Quantization of performed notes onto a detected beat grid.
 
-Exports: QNote, clean_notes, choose_subdivisions, quantize_notes.
+Exports: QNote, clean_notes, choose_subdivisions, quantize_notes, detect_swing, unswing.
 
 Times become exact quarter-note Fractions measured from the first notated beat.
 Each beat picks its own subdivision (straight 1/2/4 or triplet 3/6 in simple
 meters; 3/6 or duplet 2 in compound meters) from the onsets that fall in it,
 so a triplet passage inside straight music is written as triplets and not as
 a ragged sixteenth approximation.
+
+Swung eighths (long-short pairs, the second eighth at about two thirds of the
+beat) are written the way jazz and blues charts write them: as plain eighths,
+under a "Swing" tempo mark. Left alone, the per-beat choice reads them as a
+dotted eighth and a sixteenth, or as triplets, on every beat. detect_swing finds
+a recording whose off-beat onsets gather between 0.55 and 0.71 of the beat (a
+dotted rhythm sits at 0.75, straight eighths at 0.5); unswing maps that position
+to the half beat before quantizing.
 """
 
 from __future__ import annotations
@@ -37,6 +45,21 @@ GRID_TOLERANCE_BEATS = 0.07
 #: rests reads badly. On the dev set this removes 3 of 6 triplet beats, all spurious,
 #: and no score-note F1 moves.
 LONE_TRIPLET_COST = 3.0
+
+#: Swing: the off-beat onsets that count (fraction of the beat) and the window of a swung eighth.
+SWING_OFFBEAT = (0.12, 0.88)
+SWING_WINDOW = (0.55, 0.85)
+#: The median swung position must be under this (a dotted eighth + sixteenth sits at 0.75).
+SWING_MAX_RATIO = 0.71
+#: At least this many swung onsets, and this share of all off-beat onsets.
+SWING_MIN_ONSETS = 8
+SWING_MIN_SHARE = 0.6
+#: At most this many straight eighths (0.42-0.55) and first triplet thirds / sixteenths
+#: (0.25-0.42), relative to the swung onsets.
+SWING_MAX_STRAIGHT = 0.2
+SWING_MAX_THIRDS = 0.25
+#: Swing ratio used when the user asks for swing:yes and the recording gives no measure of it.
+DEFAULT_SWING_RATIO = 2 / 3
 
 # Subdivision candidates and their simplicity priors (cost added per beat).
 _SIMPLE_DIVISIONS = {1: 0.0, 2: 0.3, 4: 1.0, 3: 1.6, 6: 3.0}
@@ -94,6 +117,41 @@ def choose_subdivisions(positions: np.ndarray, *, compound: bool) -> dict[int, i
     return chosen
 
 
+def detect_swing(positions: np.ndarray, *, max_ratio: float = SWING_MAX_RATIO,
+                 max_thirds: float = SWING_MAX_THIRDS) -> float | None:
+    """The swing ratio of a simple-meter recording (where its second eighths sit), or None.
+
+    Args:
+        positions: onset positions in beats (from BeatGrid.beat_position).
+        max_ratio: the latest median position that counts as swing.
+        max_thirds: the most onsets near the first third of the beat, per swung onset.
+
+    Returns:
+        The median position of the swung second eighths within the beat (about
+        0.6-0.7), or None when the eighths are straight, dotted, or too few to tell.
+    """
+    frac = np.mod(np.asarray(positions, dtype=float), 1.0)
+    off = frac[(frac >= SWING_OFFBEAT[0]) & (frac <= SWING_OFFBEAT[1])]
+    swung = off[(off >= SWING_WINDOW[0]) & (off <= SWING_WINDOW[1])]
+    if len(swung) < SWING_MIN_ONSETS or len(swung) < SWING_MIN_SHARE * len(off):
+        return None
+    straight = np.count_nonzero((off >= 0.42) & (off < SWING_WINDOW[0]))
+    thirds = np.count_nonzero((off >= 0.25) & (off < 0.42))
+    ratio = float(np.median(swung))
+    if ratio > max_ratio or straight > SWING_MAX_STRAIGHT * len(swung) or thirds > max_thirds * len(swung):
+        return None
+    return ratio
+
+
+def unswing(positions: np.ndarray, ratio: float) -> np.ndarray:
+    """Map swung beat positions onto straight ones: ``ratio`` of the beat goes to its half."""
+    pos = np.asarray(positions, dtype=float)
+    base = np.floor(pos)
+    frac = pos - base
+    straight = np.where(frac <= ratio, 0.5 * frac / ratio, 0.5 + 0.5 * (frac - ratio) / (1.0 - ratio))
+    return base + straight
+
+
 def _snap(pos: float, divisions: dict[int, int], default: int) -> Fraction:
     base = math.floor(pos + 1 / 24)
     div = divisions.get(base, default)
@@ -101,13 +159,16 @@ def _snap(pos: float, divisions: dict[int, int], default: int) -> Fraction:
     return Fraction(base) + Fraction(k, div)
 
 
-def quantize_notes(notes: list[Note], grid: BeatGrid, divisions: dict[int, int]) -> list[QNote]:
+def quantize_notes(notes: list[Note], grid: BeatGrid, divisions: dict[int, int],
+                   swing: float | None = None) -> list[QNote]:
     """Quantize notes (seconds) to QNotes (quarters from the first notated beat).
 
     Args:
         notes: cleaned notes of one part.
         grid: the notated beat grid.
-        divisions: subdivision per beat index (from choose_subdivisions on all parts).
+        divisions: subdivision per beat index (from choose_subdivisions on all parts,
+            on unswung positions when ``swing`` is given).
+        swing: the swing ratio (detect_swing) to write straight, or None.
 
     Returns:
         QNotes sorted by onset then pitch; duplicates of one pitch at one onset merged.
@@ -119,6 +180,8 @@ def quantize_notes(notes: list[Note], grid: BeatGrid, divisions: dict[int, int])
     default = 3 if compound else 2
     starts = grid.beat_position(np.array([n.start_s for n in notes]))
     ends = grid.beat_position(np.array([n.end_s for n in notes]))
+    if swing is not None:
+        starts, ends = unswing(starts, swing), unswing(ends, swing)
     out: dict[tuple[Fraction, int], QNote] = {}
     for n, s, e in zip(notes, starts, ends):
         on = _snap(float(s), divisions, default)
