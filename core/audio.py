@@ -21,7 +21,7 @@ import math
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,15 +73,22 @@ class AudioInfo:
     format_name: str
     size_bytes: int
     has_audio: bool
+    title: str | None = None
+    composer: str | None = None
 
 
 @dataclass(frozen=True)
 class Audio:
-    """Decoded audio: float32 samples of shape (channels, n) in -1..1 at ``sample_rate`` Hz."""
+    """Decoded audio: float32 samples of shape (channels, n) in -1..1 at ``sample_rate`` Hz.
+
+    ``title`` and ``composer`` are the file's own tags (ID3, Vorbis comments, MP4 atoms), if any.
+    """
 
     samples: np.ndarray
     sample_rate: int
     name: str = ""
+    title: str | None = None
+    composer: str | None = None
 
     def __post_init__(self) -> None:
         if self.samples.ndim != 2:
@@ -113,7 +120,7 @@ class Audio:
         """The channel average as a one-channel Audio (self when already mono)."""
         if self.channels == 1:
             return self
-        return Audio(self.samples.mean(axis=0, keepdims=True, dtype=np.float32), self.sample_rate, self.name)
+        return replace(self, samples=self.samples.mean(axis=0, keepdims=True, dtype=np.float32))
 
     def resample(self, sample_rate: int) -> "Audio":
         """This audio at another sample rate (soxr high quality; self when the rate matches).
@@ -139,7 +146,7 @@ class Audio:
 
             g = math.gcd(self.sample_rate, sample_rate)
             out = resample_poly(self.samples, sample_rate // g, self.sample_rate // g, axis=1).astype(np.float32)
-        return Audio(out, sample_rate, self.name)
+        return replace(self, samples=out, sample_rate=sample_rate)
 
 
 def format_clock(seconds: float) -> str:
@@ -202,7 +209,8 @@ def probe(path: str | os.PathLike, *, timeout_s: float = defaults.FFMPEG_PROBE_T
     if size == 0:
         raise EmptyAudioError(f"{path.name} is empty (0 bytes).", hint="Send the recording again; the upload may have failed.")
     cmd = ["ffprobe", "-v", "error", *_INPUT_GUARDS, "-show_entries",
-           "format=format_name,duration:stream=codec_type,codec_name,channels,sample_rate,duration",
+           "format=format_name,duration:format_tags:stream=codec_type,codec_name,channels,sample_rate,duration"
+           ":stream_tags",
            "-of", "json", "--", str(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
@@ -227,7 +235,24 @@ def probe(path: str | os.PathLike, *, timeout_s: float = defaults.FFMPEG_PROBE_T
         format_name=str(fmt.get("format_name", "")),
         size_bytes=size,
         has_audio=bool(audio_streams),
+        title=_tag(fmt, stream, "title"),
+        composer=_tag(fmt, stream, "composer"),
     )
+
+
+#: Longest tag text taken over (a score title or composer line).
+MAX_TAG_CHARS = 120
+
+
+def _tag(fmt: dict, stream: dict, name: str) -> str | None:
+    """A container or stream tag (any letter case), as one clean line of text, or None."""
+    for tags in (fmt.get("tags") or {}, stream.get("tags") or {}):
+        for key, value in tags.items():
+            if key.lower() == name and isinstance(value, str):
+                text = " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+                if text:
+                    return text[:MAX_TAG_CHARS].rstrip()
+    return None
 
 
 def _positive_float(value: object) -> float | None:
@@ -323,7 +348,7 @@ def decode(path: str | os.PathLike, *, sample_rate: int = 44100, mono: bool = Fa
     if returncode != 0:
         raise DecodeError(f"{name} could not be decoded ({_short_report(stderr) or f'ffmpeg exit {returncode}'}).",
                           hint="The file may be damaged; send it again or export it as MP3, WAV or FLAC.")
-    audio = Audio(samples, sample_rate, path.stem)
+    audio = Audio(samples, sample_rate, path.stem, title=info.title, composer=info.composer)
     if audio.samples.shape[1] == 0:
         raise EmptyAudioError(f"{name} contains no audio samples.", hint="Send the recording again; it may be empty or cut off.")
     expected_s = min(info.duration_s, cap_s) if info.duration_s else None

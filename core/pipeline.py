@@ -184,11 +184,13 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     # ---------------------------------------------------------------- notation
     from .notation import notate, write_midi, write_musicxml
 
-    title = options.title or _title_from(inputs[0])
+    # The user's words first, then the file's own tags (a song's title, not "01 track final v2").
+    title = options.title or (audios[0].title if len(audios) == 1 else None) or _title_from(inputs[0])
+    composer = options.composer or (audios[0].composer if len(audios) == 1 else None)
     with timer.stage("notate"):
         reporter(Stage.ANALYZE, 0.0, "Finding tempo, meter and key")
-        notation = notate(tracks, layout=layout, options=options, audio_mono=mix_mono,
-                          sample_rate=mix.sample_rate, title=title, reporter=reporter)
+        notation = notate(tracks, layout=layout, options=options.with_changes(composer=composer),
+                          audio_mono=mix_mono, sample_rate=mix.sample_rate, title=title, reporter=reporter)
         warnings.extend(notation.warnings)
         if notation.swing is not None:
             user_notes.append("Swung eighths are written as plain eighths under a Swing mark "
@@ -204,7 +206,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
 
     with timer.stage("engrave"):
         reporter(Stage.ENGRAVE, 0.1, "Engraving with LilyPond")
-        engraved = engrave(out_dir / "score.musicxml", out_dir, title=title, composer=options.composer,
+        engraved = engrave(out_dir / "score.musicxml", out_dir, title=title, composer=composer,
                            timeout_s=limits.lilypond_timeout_s)
         reporter(Stage.ENGRAVE, 1.0, None)
 
@@ -215,7 +217,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     result = _result_base(options, mode, reason, inputs, duration_s)
     result.update(
         title=title,
-        composer=options.composer,
+        composer=composer,
         layout=layout,
         parts=notation.parts,
         tempo_bpm=round(float(notation.tempo_bpm), 2),

@@ -1,6 +1,7 @@
 """The whole pipeline through the `stemscribe transcribe` command, on short synthesized clips."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import music21
@@ -166,3 +167,21 @@ def test_a_swung_melody_reads_in_four_four_with_a_swing_mark(tmp_path):
     assert any("Swing mark" in line and "swing:no" in line for line in result["user_notes"])
     score = music21.converter.parse(str(out / "score.musicxml"))
     assert {float(n.quarterLength) for n in score.recurse().notes}.issubset({0.5, 2.0})
+
+
+def test_title_and_composer_come_from_the_files_tags(melody_clip, tmp_path):
+    tagged = tmp_path / "01 track final v2.mp3"
+    evil = 'Autumn "Leaves" \\ #(system "touch /tmp/stemscribe-pwned-tag")'
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(melody_clip), "-metadata", f"title={evil}",
+                    "-metadata", "composer=Joseph Kosma", str(tagged)], check=True)
+    out = tmp_path / "out"
+    assert main(["transcribe", str(tagged), "--out", str(out), "--instrument", "flute"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["title"] == evil and result["composer"] == "Joseph Kosma"
+    score = music21.converter.parse(str(out / "score.musicxml"))
+    assert score.metadata.bestTitle == evil and score.metadata.composer == "Joseph Kosma"
+    assert (out / "score.pdf").exists() and not Path("/tmp/stemscribe-pwned-tag").exists()
+    # The user's words still win over the tags.
+    out2 = tmp_path / "out2"
+    assert main(["transcribe", str(tagged), 'title:"My Leaves"', "--out", str(out2), "--instrument", "flute"]) == 0
+    assert json.loads((out2 / "result.json").read_text())["title"] == "My Leaves"
