@@ -106,26 +106,34 @@ class Tuning:
         return cls(1200.0 * math.log2(reference_hz / REFERENCE_HZ), 1.0, "given")
 
 
+#: Analysis frames per FFT block: bounds memory on a 10-minute recording (about 20 MB a block).
+BLOCK_FRAMES = 256
+
+
 def _spectral_peaks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(frequencies in Hz, magnitudes) of the spectral peaks of every analysis frame."""
     if len(x) < FFT_SIZE:
         x = np.pad(x, (0, FFT_SIZE - len(x)))
     n_frames = 1 + (len(x) - FFT_SIZE) // HOP
     frames = np.lib.stride_tricks.sliding_window_view(x, FFT_SIZE)[::HOP][:n_frames]
-    mags = np.abs(np.fft.rfft(frames * np.hanning(FFT_SIZE).astype(np.float32), axis=1))
+    window = np.hanning(FFT_SIZE).astype(np.float32)
     bin_hz = ANALYSIS_RATE_HZ / FFT_SIZE
     lo, hi = int(LOWEST_HZ / bin_hz), int(HIGHEST_HZ / bin_hz)
-    log_mag = np.log(mags + 1e-9)
-    left, mid, right = log_mag[:, lo - 1:hi - 1], log_mag[:, lo:hi], log_mag[:, lo + 1:hi + 1]
-    floor = mags.max(axis=1, keepdims=True) * 10.0 ** (PEAK_FLOOR_DB / 20.0)
-    is_peak = (mid > left) & (mid >= right) & (mags[:, lo:hi] > floor) & (mags[:, lo:hi] > 0)
-    rows, cols = np.nonzero(is_peak)
-    a, b, c = left[rows, cols], mid[rows, cols], right[rows, cols]
-    # Parabolic interpolation of the log spectrum: the peak's centre to a fraction of a bin.
-    denom = a - 2.0 * b + c
-    offset = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
-    freqs = (cols + lo + np.clip(offset, -0.5, 0.5)) * bin_hz
-    return freqs, mags[:, lo:hi][rows, cols]
+    freqs, weights = [], []
+    for start in range(0, n_frames, BLOCK_FRAMES):
+        mags = np.abs(np.fft.rfft(frames[start:start + BLOCK_FRAMES] * window, axis=1))
+        log_mag = np.log(mags + 1e-9)
+        left, mid, right = log_mag[:, lo - 1:hi - 1], log_mag[:, lo:hi], log_mag[:, lo + 1:hi + 1]
+        band = mags[:, lo:hi]
+        floor = mags.max(axis=1, keepdims=True) * 10.0 ** (PEAK_FLOOR_DB / 20.0)
+        rows, cols = np.nonzero((mid > left) & (mid >= right) & (band > floor) & (band > 0))
+        a, b, c = left[rows, cols], mid[rows, cols], right[rows, cols]
+        # Parabolic interpolation of the log spectrum: the peak's centre to a fraction of a bin.
+        denom = a - 2.0 * b + c
+        offset = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
+        freqs.append((cols + lo + np.clip(offset, -0.5, 0.5)) * bin_hz)
+        weights.append(band[rows, cols])
+    return np.concatenate(freqs), np.concatenate(weights)
 
 
 def estimate_tuning(samples_mono: np.ndarray, sample_rate: int) -> Tuning:
