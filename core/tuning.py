@@ -37,8 +37,10 @@ from .notes import Note
 REFERENCE_HZ = 440.0
 #: Offsets smaller than this are left alone: the models round them to the right key anyway.
 MIN_CORRECTION_CENTS = 10.0
-#: Below this concentration of peaks around the offset the estimate is noise (drums, speech, silence).
-MIN_CONFIDENCE = 0.3
+#: Below this concentration of peaks around the offset the estimate is not trusted: drums,
+#: speech, silence, and deep vibrato (a voice or violin swinging +-60 cents smears its peaks to
+#: the semitone's edges: read as -48 cents at a concentration of 0.32). The dev set reads 0.66-0.89.
+MIN_CONFIDENCE = 0.5
 #: Fewer peaks than this are too few to judge.
 MIN_PEAKS = 200
 #: Sample rate, FFT size and hop of the analysis (8192 points at 22.05 kHz: 2.7 Hz bins).
