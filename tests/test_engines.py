@@ -378,3 +378,17 @@ def test_organ_engine_holds_the_chorale_notes(models):
 
     assert [(n.start_s, n.pitch) for n in held] == [(n.start_s, n.pitch) for n in plain]  # same notes
     assert length_ratio(plain) < 0.3 and 0.7 < length_ratio(held) < 1.4
+
+
+def test_a_sung_note_wavering_across_a_semitone_is_one_note():
+    from stemscribe.core.engines.basic_pitch import merge_wavering
+
+    fps = 100.0
+    frames = np.zeros((300, 88), dtype=np.float32)
+    frames[50:150, 66 - 21] = 0.6   # the model hears more F#4 than G4 over the wavering note
+    frames[50:150, 67 - 21] = 0.4
+    pieces = [Note(0.5 + 0.1 * k, 0.6 + 0.1 * k, 67 if k % 2 else 66, 70) for k in range(10)]
+    steps = [Note(2.0, 2.5, 67, 80), Note(2.5, 3.0, 66, 80), Note(3.0, 3.5, 67, 80)]   # a real neighbour figure
+    merged = merge_wavering(pieces + steps, frames, fps)
+    assert merged[0] == Note(0.5, 1.5, 66, 70)
+    assert merged[1:] == steps

@@ -95,6 +95,8 @@ class BasicPitchParams:
     monophonic: keep one note at a time (melody instruments).
     repeats: split re-attacked and merge fragmented same-pitch notes from the
         audio (reattack.refine_repeats; transcribe() only, decode() has no audio).
+    wavering: join a held note that wavers across a semitone boundary (merge_wavering;
+        singers, whose vibrato on a note sung between two keys reads as a trill).
     """
 
     onset_threshold: float = 0.6
@@ -105,6 +107,7 @@ class BasicPitchParams:
     melodia: bool = True
     monophonic: bool = False
     repeats: bool = True
+    wavering: bool = False
 
 
 #: Per instrument family; tuned on the dev set's solo clips and perfect stems
@@ -134,7 +137,8 @@ def params_for(instrument: Instrument | None) -> BasicPitchParams:
     base = _FAMILY_PARAMS.get(instrument.family, _FAMILY_PARAMS["default"])
     # Bowed strings play double stops, so one-note-at-a-time costs them more than it saves.
     monophonic = not instrument.polyphonic and instrument.family != "strings"
-    return replace(base, low=max(21, instrument.low), high=min(108, instrument.high), monophonic=monophonic)
+    return replace(base, low=max(21, instrument.low), high=min(108, instrument.high), monophonic=monophonic,
+                   wavering=instrument.family == "voice")
 
 
 class BasicPitchEngine:
@@ -281,6 +285,8 @@ class BasicPitchEngine:
         notes = sort_notes(notes)
         if p.monophonic:
             notes = monophonic_cleanup(notes)
+        if p.wavering:
+            notes = merge_wavering(notes, frames, fps)
         return notes
 
 
@@ -316,3 +322,58 @@ def monophonic_cleanup(notes: list[Note], *, chord_window_s: float = 0.05,
         kept[-1] = replace(cur, end_s=n.start_s)
         kept.append(n)
     return kept
+
+
+#: merge_wavering: notes closer than this are one sung line without a break ...
+WAVER_GAP_S = 0.04
+#: ... a wavering note crosses between its two semitones at least this many times ...
+WAVER_MIN_CHANGES = 2
+#: ... in pieces this short on average (a vibrato's half-cycle is 80-100 ms; a note sung
+#: right on the boundary breaks into pieces of up to about a quarter of a second).
+WAVER_MAX_MEAN_S = 0.3
+
+
+def merge_wavering(notes: list[Note], frames: np.ndarray, fps: float) -> list[Note]:
+    """Join a sung note that wavers across a semitone boundary into one note.
+
+    A singer holding a note between two keys, with vibrato, crosses the boundary
+    five or six times a second, and the decoder writes a trill: G, F#, G, F#...
+    A run of touching notes on exactly two adjacent semitones that changes pitch at
+    least WAVER_MIN_CHANGES times, in pieces averaging under WAVER_MAX_MEAN_S, becomes
+    one note, on the semitone that the model heard more of over the run.
+
+    Args:
+        notes: a monophonic line, sorted by start.
+        frames: basic-pitch's frame posteriors the notes were decoded from.
+        fps: their frame rate.
+
+    Returns:
+        Notes sorted by start.
+    """
+    out: list[Note] = []
+    i = 0
+    while i < len(notes):
+        j, pitches = i + 1, {notes[i].pitch}
+        while (j < len(notes) and notes[j].start_s - notes[j - 1].end_s <= WAVER_GAP_S
+               and max(pitches | {notes[j].pitch}) - min(pitches | {notes[j].pitch}) <= 1):
+            pitches.add(notes[j].pitch)
+            j += 1
+        run = notes[i:j]
+        changes = sum(a.pitch != b.pitch for a, b in zip(run, run[1:]))
+        mean_s = (run[-1].end_s - run[0].start_s) / len(run)
+        if len(pitches) == 2 and changes >= WAVER_MIN_CHANGES and mean_s <= WAVER_MAX_MEAN_S:
+            a = int(run[0].start_s * fps)
+            b = max(a + 1, int(round(run[-1].end_s * fps)))
+            heard = {q: float(frames[a:b, q - MODEL_LOWEST_PITCH].sum()) for q in pitches}
+            merged = Note(run[0].start_s, run[-1].end_s, max(heard, key=heard.get), max(n.velocity for n in run))
+            # The held note may have started (or go on) steadily on the chosen semitone.
+            if out and out[-1].pitch == merged.pitch and merged.start_s - out[-1].end_s <= WAVER_GAP_S:
+                merged = replace(merged, start_s=out.pop().start_s)
+            if j < len(notes) and notes[j].pitch == merged.pitch and notes[j].start_s - merged.end_s <= WAVER_GAP_S:
+                merged = replace(merged, end_s=notes[j].end_s)
+                j += 1
+            out.append(merged)
+        else:
+            out.extend(run)
+        i = j
+    return out
