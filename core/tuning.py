@@ -114,7 +114,7 @@ class Tuning:
         return cls(1200.0 * math.log2(reference_hz / REFERENCE_HZ), 1.0, "given")
 
 
-#: Analysis frames per FFT block: bounds memory on a 10-minute recording (about 20 MB a block).
+#: Analysis frames per FFT block: bounds memory on a 10-minute recording (about 40 MB a block).
 BLOCK_FRAMES = 512
 
 
