@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.notes import matched
 from stemscribe.core.engines import registry
 from stemscribe.core.engines.base import resample_mono
 from stemscribe.core.engines.basic_pitch import BasicPitchParams, monophonic_cleanup, params_for
@@ -50,19 +51,6 @@ def sequence(events: list[tuple[float, int, float]], total_s: float, sr: int = S
         i = int(onset * sr)
         out[i:i + len(y)] += y[:len(out) - i]
     return out
-
-
-def matched(expected: list[tuple[float, int]], notes: list[Note], tol_s: float = 0.05) -> int:
-    """How many (onset, pitch) pairs have a note within tol_s at that pitch (each note used once)."""
-    used: set[int] = set()
-    hits = 0
-    for onset, pitch in expected:
-        for i, n in enumerate(notes):
-            if i not in used and n.pitch == pitch and abs(n.start_s - onset) <= tol_s:
-                used.add(i)
-                hits += 1
-                break
-    return hits
 
 
 # --------------------------------------------------------------------------- registry

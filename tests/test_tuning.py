@@ -6,6 +6,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
+from helpers.notes import matched, performed_notes
 from helpers.synth import SAMPLE_RATE_HZ, melody_notes, render_notes, write_audio
 from stemscribe.cli import main
 from stemscribe.core.errors import OptionsError
@@ -129,11 +130,9 @@ def test_multitrack_names_the_files_that_were_out_of_tune(tmp_path):
     assert _tuning_lines(inputs, [Tuning(2.0, 0.9), Tuning(-3.0, 0.9)]) == []
 
 
-def _matched(out, notes, tolerance_s=0.05):
-    """How many of ``notes`` (start, end, pitch) notes.mid holds, by pitch and onset."""
-    performed = pretty_midi.PrettyMIDI(str(out / "notes.mid"))
-    got = [(n.start, n.pitch) for inst in performed.instruments for n in inst.notes]
-    return sum(any(p == q and abs(s - t) <= tolerance_s for t, q in got) for s, _, p in notes)
+def _matched(out, notes):
+    """How many of ``notes`` (start, end, pitch) the job's notes.mid holds, by pitch and onset."""
+    return matched([(start, pitch) for start, _, pitch in notes], performed_notes(out / "notes.mid"))
 
 
 PIANO = [(0.5 + i * 0.8, 1.2 + i * 0.8, p) for i, chord in enumerate(CHORDS_BY_BAR * 2) for p in chord]
