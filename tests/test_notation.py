@@ -200,6 +200,10 @@ def test_split_span_follows_the_beat():
     # A quarter off the beat is two tied eighths; a dotted half on beat 2 shows the middle.
     assert split_span(Fraction(1, 2), Fraction(3, 2), four, Fraction(0)) == [(Fraction(1, 2), 1), (1, Fraction(3, 2))]
     assert split_span(Fraction(1), Fraction(4), four, Fraction(0)) == [(1, 2), (2, 4)]
+    # The one syncopation that may hide the middle of a 4/4 bar: quarter, half, quarter.
+    assert split_span(Fraction(1), Fraction(3), four, Fraction(0)) == [(1, 3)]
+    assert split_span(Fraction(1), Fraction(3), four, Fraction(0), rest=True) == [(1, 2), (2, 3)]
+    assert len(split_span(Fraction(3, 2), Fraction(7, 2), four, Fraction(0))) > 1  # off the beat: no
     # No 5/16 shapes: a quarter plus a sixteenth.
     assert split_span(Fraction(0), Fraction(5, 4), four, Fraction(0)) == [(0, 1), (1, Fraction(5, 4))]
     six = Meter(Fraction(3, 2), 2, Fraction(0), "6/8")
@@ -466,6 +470,45 @@ def test_one_beat_pickup_in_four_four_with_long_notes_on_downbeats():
     assert notation.time_signature == "4/4"
     assert notation.pickup_quarters == 1.0
     assert notation.score.parts[0].getElementsByClass("Measure")[0].duration.quarterLength == 1.0
+
+
+BANKS_OF_THE_BANN = [  # (pitch, quarters): a folk air opening with two eighths into the downbeat,
+    # its half notes on beat 2 (nothing long or loud marks the downbeats)
+    (60, 0.5), (62, 0.5),
+    (64, 1), (67, 2), (69, 0.5), (71, 0.5), (72, 1), (72, 2), (69, 0.5), (67, 0.5),
+    (64, 1), (64, 2), (62, 1), (60, 3), (71, 0.5), (72, 0.5),
+    (74, 1), (74, 2), (72, 0.5), (71, 0.5), (69, 1), (67, 2), (64, 0.5), (62, 0.5),
+    (60, 1), (64, 2), (62, 1), (60, 4),
+]
+HAPPY_BIRTHDAY = [  # 3/4, a dotted eighth and a sixteenth into the downbeat
+    (67, 0.75), (67, 0.25), (69, 1), (67, 1), (72, 1), (71, 2), (67, 0.75), (67, 0.25),
+    (69, 1), (67, 1), (74, 1), (72, 2), (67, 0.75), (67, 0.25), (79, 1), (76, 1), (72, 1),
+    (71, 1), (69, 2), (77, 0.75), (77, 0.25), (76, 1), (72, 1), (74, 1), (72, 3),
+]
+
+
+@pytest.mark.parametrize("tune, meter, pickup", [(BANKS_OF_THE_BANN, "4/4", 1.0), (HAPPY_BIRTHDAY, "3/4", 1.0)],
+                         ids=["eighths-into-the-downbeat", "dotted-figure-into-the-downbeat"])
+def test_an_opening_anacrusis_figure_is_a_pickup(tune, meter, pickup):
+    # Even loudness, one line: only the opening figure (quicker notes leading into a
+    # longer one) says where the first downbeat is. (An unaccented 3/4 melody reads as
+    # 4/4 too, so that one is given its meter, as with meter:3/4.)
+    options = Options(time_signature=meter) if meter == "3/4" else Options()
+    notation = run([Track("Flute", "flute", perform(melody_rows(tune), 84))], options=options)
+    assert notation.time_signature == meter
+    assert notation.pickup_quarters == pickup
+    assert notation.score.parts[0].getElementsByClass("Measure")[0].duration.quarterLength == pickup
+    assert (pickup, tune[2][0]) in written_notes(notation)  # the landing note starts bar 1
+
+
+def test_bars_heard_in_the_bass_outweigh_an_opening_figure():
+    # Two eighths into a quarter, but a bass note sounds with the first eighth and on every
+    # downbeat after it: the tune starts on its downbeat.
+    rows = bars_with_bass(8, 4, lambda q, b, k: [(q, 0.5, 72), (q + 0.5, 0.5, 74)] if k == 0 and b == 0
+                          else [(q, 1.0, 67 + (b + k) % 5)])
+    notation = run([Track("Piano", "piano", perform(rows, 90, velocity=lambda q: 100 if q % 4 == 0 else 70))])
+    assert notation.time_signature == "4/4"
+    assert notation.pickup_quarters == 0
 
 
 def test_a_chorale_without_pickup_does_not_get_one():

@@ -15,7 +15,10 @@ Two refinements keep the result musical:
   beats and bars stand out again, and written in 2/4.
 - Bar lines fall on tracked pulses. The first pulse at or after the first note
   is a downbeat unless the music says otherwise, so notes before it form a
-  pickup however short (notate trims it to an eighth or a sixteenth); another
+  pickup however short (notate trims it to an eighth or a sixteenth). A tune
+  that opens with quicker notes leading into a longer one (two eighths into a
+  quarter, a dotted eighth and a sixteenth into a quarter) opens with them as
+  its pickup, the landing note on the downbeat (_anacrusis_landing); another
   phase is taken only when it fits better bar after bar (pickup_evidence) on
   onset salience, bass, harmonic change and phrase ends (notes followed by a
   long wait, the final note), not because of a couple of long notes mid-phrase.
@@ -52,6 +55,13 @@ MELODY_CUE_SHARE = 0.25
 #: Bar-by-bar consistency (t statistic) a phase needs over "the first note is a downbeat"
 #: before the score opens with a pickup bar.
 PICKUP_MIN_EVIDENCE = 3.5
+#: An opening figure is a pickup when each of its notes lasts at most this share of the note it
+#: leads into (two eighths into a quarter: 0.5; a dotted eighth and a sixteenth: 0.75) ...
+ANACRUSIS_MAX_RATIO = 0.8
+#: ... the note it leads into lasts at least this share of a pulse, and the figure has at most
+#: this many notes (onset events) and lasts less than a bar.
+ANACRUSIS_MIN_LANDING_PULSES = 0.9
+ANACRUSIS_MAX_NOTES = 3
 #: Phase-score margin within which a first note halfway between pulses keeps the downbeat.
 PHASE_TIE = 0.02
 #: Weight of phrase ends (onsets followed by a long wait) in the downbeat-phase choice.
@@ -214,13 +224,14 @@ def pickup_evidence(feature: np.ndarray, weights: list[float] | np.ndarray, phas
 
 
 def _anchor_phase(feature: np.ndarray, weights: list[float] | np.ndarray, first_tatums: tuple[int, int],
-                  last_tatum: int, division: int) -> int:
+                  last_tatum: int, division: int, landing_tatum: int | None = None) -> int:
     """The downbeat phase (tatum mod bar length): the first pulse unless the music says otherwise.
 
     Bar lines go on tracked pulses (tatums that are multiples of division); the
     phase that puts a downbeat on the first pulse at or after the first note is
     the default, so a note before that pulse is an anacrusis, however short
     (a first note halfway between pulses starts the bar when it fits as well).
+    An opening anacrusis figure moves that default onto the note it leads into.
     Another phase is taken only when it fits better bar after bar
     (pickup_evidence at least PICKUP_MIN_EVIDENCE).
 
@@ -230,12 +241,15 @@ def _anchor_phase(feature: np.ndarray, weights: list[float] | np.ndarray, first_
         first_tatums: the first note's tatum and the first pulse at or after it.
         last_tatum: the last onset's tatum.
         division: tatums per tracked pulse.
+        landing_tatum: the pulse an opening anacrusis figure leads into (_anacrusis_landing), if any.
     """
     length = len(weights)
     scores = _phase_scores(feature, weights)
     note_tatum, first_pulse = first_tatums
     default = first_pulse % length
-    if 2 * (note_tatum % division) == division and scores[note_tatum % length] >= scores[default] - PHASE_TIE:
+    if landing_tatum is not None and landing_tatum - note_tatum < length:
+        default = landing_tatum % length
+    elif 2 * (note_tatum % division) == division and scores[note_tatum % length] >= scores[default] - PHASE_TIE:
         # A first note halfway between pulses: the pulse may have been tracked on the
         # off-beats (a stride bass's chords), so the first note starts the bar unless the
         # pulse fits better.
@@ -246,6 +260,42 @@ def _anchor_phase(feature: np.ndarray, weights: list[float] | np.ndarray, first_
     phase = max(aligned, key=lambda p: scores[p])
     evidence = pickup_evidence(feature, weights, phase, default, (note_tatum, last_tatum + 1))
     return phase if evidence >= PICKUP_MIN_EVIDENCE else default
+
+
+def _anacrusis_landing(tatums: np.ndarray, events: list[OnsetEvent], division: int) -> int | None:
+    """The pulse an opening anacrusis figure leads into, or None when the music opens without one.
+
+    Tunes that start with a pickup mostly start with quicker notes leading into
+    a longer one on the downbeat: two eighths into a quarter (a hymn, a folk
+    air), a dotted eighth and a sixteenth into a quarter ("Happy Birthday").
+    Without accents (an even performance, a synthesizer) this figure is often
+    the only sign of the pickup; a tune opening on its downbeat starts with
+    notes as long as the ones that follow, or with a long note.
+
+    The figure is the first one to ANACRUSIS_MAX_NOTES onset events, each
+    lasting (to the next onset) at most ANACRUSIS_MAX_RATIO of the note they
+    lead into, which lasts at least ANACRUSIS_MIN_LANDING_PULSES of a pulse and
+    falls on a tracked pulse.
+
+    Returns:
+        The landing note's tatum (a multiple of ``division``), or None.
+    """
+    if len(tatums) < 2 or len(events) < 3:
+        return None
+    times = np.sort(np.array([e.time_s for e in events]))[:ANACRUSIS_MAX_NOTES + 2]
+    iois = np.diff(times)
+    period = _tatum_s(tatums)
+    for k in range(1, min(ANACRUSIS_MAX_NOTES, len(iois) - 1) + 1):
+        leads, landing = iois[:k], iois[k]
+        if landing < ANACRUSIS_MIN_LANDING_PULSES * division * period:
+            continue
+        if float(np.max(leads)) > ANACRUSIS_MAX_RATIO * landing:
+            continue
+        j = int(np.argmin(np.abs(tatums - times[k])))
+        if abs(tatums[j] - times[k]) <= 0.3 * period and j % division == 0:
+            return j
+        return None
+    return None
 
 
 def _phrase_end_feature(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
@@ -330,7 +380,9 @@ def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s
     played = np.searchsorted(tatums, [first_note_s - 0.25 * _tatum_s(tatums), _last_onset(events)])
     first_pulse = int(math.ceil(played[0] / division) * division)
     anchor_feature = feature + PHRASE_END_CUE_WEIGHT * _phrase_end_feature(tatums, events)
-    phase = _anchor_phase(anchor_feature, weights, (int(played[0]), first_pulse), int(played[1]), division)
+    landing = _anacrusis_landing(tatums, events, division)
+    phase = _anchor_phase(anchor_feature, weights, (int(played[0]), first_pulse), int(played[1]), division,
+                          landing)
     beat_idx = np.arange(phase % unit, len(tatums), unit)
     beats = tatums[beat_idx]
     first_down = int(np.searchsorted(beat_idx, phase % (unit * per_bar)))
