@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,7 +186,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     from .notation import notate, write_midi, write_musicxml
 
     # The user's words first, then the file's own tags (a song's title, not "01 track final v2").
-    title = options.title or (audios[0].title if len(audios) == 1 else None) or _title_from(inputs[0])
+    title = options.title or (audios[0].title if len(audios) == 1 else None) or title_from_filename(inputs[0])
     composer = options.composer or (audios[0].composer if len(audios) == 1 else None)
     with timer.stage("notate"):
         reporter(Stage.ANALYZE, 0.0, "Finding tempo, meter and key")
@@ -396,12 +397,28 @@ def _tuning_lines(inputs: Sequence[Path], tunings: Sequence[Tuning]) -> list[str
     return [" ".join(line for line in lines if line)] if any(lines) else []
 
 
-def _title_from(path: Path) -> str:
-    stem = path.stem
-    for junk in ("_", "-"):
-        stem = stem.replace(junk, " ")
-    words = " ".join(stem.split())
-    return words[:1].upper() + words[1:] if words else "Untitled"
+#: Words of the names that phones, chat apps and recorders give files ("voice-note.ogg",
+#: "New Recording 12.m4a", "PTT-20261125-WA0003.opus", "audio_2026-11-25_21-00-03.ogg").
+_MACHINE_NAME_WORDS = frozenset(
+    "audio voice note notes message memo recording record rec new sound track file untitled ptt aud vid "
+    "video img screen at clip attachment document".split())
+_MACHINE_NAME_TOKEN = re.compile(r"\d+|wa\d+|[0-9a-f]*\d[0-9a-f]*|(am|pm)", re.IGNORECASE)
+
+
+def title_from_filename(path: Path) -> str:
+    """A score title from a file's name: "my_song-take2.wav" -> "My song take2".
+
+    Names a device or chat app made up (only words like "voice", "audio",
+    "recording" with numbers, dates, times or ids) say nothing about the music:
+    such a score is "Untitled", as MuseScore names a new one, rather than
+    "PTT 20261125 WA0003".
+    """
+    words = re.split(r"[\s_\-.,()\[\]]+", path.stem)
+    words = [w for w in words if w]
+    if all(w.lower() in _MACHINE_NAME_WORDS or _MACHINE_NAME_TOKEN.fullmatch(w) for w in words):
+        return "Untitled"
+    text = " ".join(path.stem.replace("_", " ").replace("-", " ").split())
+    return text[:1].upper() + text[1:]
 
 
 def _part_name(path: Path) -> str:
@@ -412,4 +429,5 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-__all__ = ["Limits", "OUTPUT_FILES", "Toolkit", "choose_mode", "run", "stem_summary_line", "write_performance_midi"]
+__all__ = ["Limits", "OUTPUT_FILES", "Toolkit", "choose_mode", "run", "stem_summary_line", "title_from_filename",
+           "write_performance_midi"]

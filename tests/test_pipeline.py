@@ -11,7 +11,7 @@ from PIL import Image
 from helpers.scores import long_piano_score, write_musicxml
 from helpers.synth import melody_notes, render_notes, write_audio
 from stemscribe.cli import main
-from stemscribe.core.pipeline import OUTPUT_FILES
+from stemscribe.core.pipeline import OUTPUT_FILES, title_from_filename
 
 C_MAJOR_SCALE = (60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 60)
 
@@ -185,3 +185,19 @@ def test_title_and_composer_come_from_the_files_tags(melody_clip, tmp_path):
     out2 = tmp_path / "out2"
     assert main(["transcribe", str(tagged), 'title:"My Leaves"', "--out", str(out2), "--instrument", "flute"]) == 0
     assert json.loads((out2 / "result.json").read_text())["title"] == "My Leaves"
+
+
+@pytest.mark.parametrize("name, title", [
+    ("my_song-take2.wav", "My song take2"),
+    ("Autumn Leaves.mp3", "Autumn Leaves"),
+    ("Bach BWV 66.wav", "Bach BWV 66"),
+    ("cafe.mp3", "Cafe"),
+    ("voice-note.ogg", "Untitled"),  # the Telegram bot's name for a voice note
+    ("New Recording 12.m4a", "Untitled"),
+    ("PTT-20261125-WA0003.opus", "Untitled"),
+    ("audio_2026-11-25_21-00-03.ogg", "Untitled"),
+    ("Screen Recording 2026-11-25 at 12.00.00 PM.mov", "Untitled"),
+    ("a1b2c3d4-e5f6.ogg", "Untitled"),
+])
+def test_title_from_the_file_name_unless_a_device_made_it_up(name, title):
+    assert title_from_filename(Path(name)) == title
