@@ -491,14 +491,23 @@ HAPPY_BIRTHDAY = [  # 3/4, a dotted eighth and a sixteenth into the downbeat
                          ids=["eighths-into-the-downbeat", "dotted-figure-into-the-downbeat"])
 def test_an_opening_anacrusis_figure_is_a_pickup(tune, meter, pickup):
     # Even loudness, one line: only the opening figure (quicker notes leading into a
-    # longer one) says where the first downbeat is. (An unaccented 3/4 melody reads as
-    # 4/4 too, so that one is given its meter, as with meter:3/4.)
-    options = Options(time_signature=meter) if meter == "3/4" else Options()
-    notation = run([Track("Flute", "flute", perform(melody_rows(tune), 84))], options=options)
+    # longer one) says where the first downbeat is.
+    notation = run([Track("Flute", "flute", perform(melody_rows(tune), 84))])
     assert notation.time_signature == meter
     assert notation.pickup_quarters == pickup
     assert notation.score.parts[0].getElementsByClass("Measure")[0].duration.quarterLength == pickup
     assert (pickup, tune[2][0]) in written_notes(notation)  # the landing note starts bar 1
+
+
+@pytest.mark.parametrize("bpm", [70, 110])
+def test_a_tune_that_repeats_after_two_bars_of_three_is_in_three_four(bpm):
+    # "Happy Birthday" sung evenly: the bar templates alone fit 4/4 a little better, but
+    # its figures come back every six beats (two bars of 3/4, one and a half of 4/4).
+    notation = run([Track("Voice", "voice", perform(melody_rows(HAPPY_BIRTHDAY), bpm))])
+    assert notation.time_signature == "3/4"
+    # Tunes that repeat after 4/4 bars keep them.
+    for tune in (ODE_TO_JOY, BANKS_OF_THE_BANN):
+        assert run([Track("Voice", "voice", perform(melody_rows(tune), bpm))]).time_signature == "4/4"
 
 
 def test_bars_heard_in_the_bass_outweigh_an_opening_figure():

@@ -56,8 +56,8 @@ MELODY_CUE_SHARE = 0.25
 #: before the score opens with a pickup bar.
 PICKUP_MIN_EVIDENCE = 3.5
 #: An opening figure is a pickup when each of its notes lasts at most this share of the note it
-#: leads into (two eighths into a quarter: 0.5; a dotted eighth and a sixteenth: 0.75) ...
-ANACRUSIS_MAX_RATIO = 0.8
+#: leads into (two eighths into a quarter: 0.5; a dotted eighth and a sixteenth: 0.75, sung unevenly) ...
+ANACRUSIS_MAX_RATIO = 0.85
 #: ... the note it leads into lasts at least this share of a pulse, and the figure has at most
 #: this many notes (onset events) and lasts less than a bar.
 ANACRUSIS_MIN_LANDING_PULSES = 0.9
@@ -84,6 +84,10 @@ SIXTEENTH_MIN_SHARE = 0.15
 #: (swing:yes writes it as swing).
 SWING_NOT_COMPOUND_RATIO = 0.64
 SWING_NOT_COMPOUND_THIRDS = 0.1
+#: Repetition after whole bars (_parallelism_bonus): the lead one family of bar lengths must have
+#: over the others before it counts, and the fit bonus per unit of lead beyond that.
+PARALLELISM_MARGIN = 0.08
+PARALLELISM_WEIGHT = 2.0
 #: Notated beat tempo that reads most naturally (quarter or dotted quarter per minute).
 PREFERRED_BEAT_BPM = 96.0
 
@@ -173,20 +177,78 @@ def _phase_scores(feature: np.ndarray, weights: list[float] | np.ndarray) -> np.
     return np.array([float(np.mean(feature * _pattern(weights, p, len(feature)))) for p in range(len(weights))])
 
 
-def _best_structure(feature: np.ndarray, division: int) -> tuple[str, float]:
+def _best_structure(feature: np.ndarray, division: int,
+                    parallel: dict[str, float] | None = None) -> tuple[str, float]:
     """The bar structure whose template fits best at its best phase, and that fit (prior included).
 
-    The phase itself is chosen later, by _anchor_phase.
+    ``parallel`` adds each structure's repetition bonus (_parallelism_bonus) to
+    the comparison; the fit returned leaves it out. The phase itself is chosen
+    later, by _anchor_phase.
     """
-    best = ("quadruple" if division == 2 else "compound-duple", -math.inf)
+    best = ("quadruple" if division == 2 else "compound-duple", -math.inf, -math.inf)
     for name, bonus in _STRUCTURES[division].items():
         length, weights = METER_TEMPLATES[name]
         if len(feature) < 2 * length:
             continue
         fit = float(np.max(_phase_scores(feature, weights))) + bonus
-        if fit > best[1]:
-            best = (name, fit)
-    return best
+        ranked = fit + (parallel or {}).get(name, 0.0)
+        if ranked > best[2]:
+            best = (name, fit, ranked)
+    return best[0], best[1]
+
+
+def _onset_profile(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
+    """Per tatum: which pitch classes start there, and whether anything does (13 columns of 0/1)."""
+    profile = np.zeros((len(tatums), 13))
+    if len(tatums) < 2:
+        return profile
+    period = _tatum_s(tatums)
+    for ev in events:
+        j = int(np.argmin(np.abs(tatums - ev.time_s)))
+        if abs(tatums[j] - ev.time_s) <= 0.3 * period:
+            profile[j, 12] = 1.0
+            profile[j, [p % 12 for p in ev.pitches]] = 1.0
+    return profile
+
+
+def _repetition(profile: np.ndarray, lag: int) -> float:
+    """How much of the music recurs ``lag`` tatums later (cosine of the profile with itself shifted)."""
+    a, b = profile[:-lag], profile[lag:]
+    norm = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum()) / norm if norm > 0 else 0.0
+
+
+def _parallelism_bonus(profile: np.ndarray, division: int) -> dict[str, float]:
+    """Fit bonus per bar structure from what repeats after whole bars (GTTM's parallelism).
+
+    Tunes repeat their figures after one, two or four bars: "Happy Birthday"
+    after six beats (two bars of 3/4, not a whole number of 4/4 bars), a march
+    after eight. Each structure's repetition is the best of the profile's
+    self-similarity at 1, 2, 4 and 8 bars of its length (at most half the
+    music). Structures whose bar lengths divide one another form a family (2/4
+    and 4/4; 6/8 and 12/8) and share the family's best; a family whose
+    repetition beats every other family's by more than PARALLELISM_MARGIN gets
+    PARALLELISM_WEIGHT times the excess. Short excerpts, which repeat little,
+    differ by less than the margin and are left to the templates.
+    """
+    names = [n for n in _STRUCTURES[division] if len(profile) >= 2 * METER_TEMPLATES[n][0]]
+    own: dict[str, float] = {}
+    for name in names:
+        length = METER_TEMPLATES[name][0]
+        lags = [k * length for k in (1, 2, 4, 8) if k * length <= len(profile) // 2]
+        own[name] = max((_repetition(profile, lag) for lag in lags), default=0.0)
+
+    def related(a: str, b: str) -> bool:
+        la, lb = METER_TEMPLATES[a][0], METER_TEMPLATES[b][0]
+        return la % lb == 0 or lb % la == 0
+
+    family = {a: max(own[b] for b in names if related(a, b)) for a in names}
+    bonus = {}
+    for a in names:
+        rivals = [family[b] for b in names if not related(a, b)]
+        excess = family[a] - max(rivals, default=family[a]) - PARALLELISM_MARGIN
+        bonus[a] = PARALLELISM_WEIGHT * max(0.0, excess)
+    return bonus
 
 
 def pickup_evidence(feature: np.ndarray, weights: list[float] | np.ndarray, phase: int, phase0: int,
@@ -370,7 +432,8 @@ def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s
         ts, unit, beat_q, per_bar = _label_given(time_signature, division, _tatum_bpm(tatums))
         weights = _template(per_bar, unit, compound=beat_q == 1.5)
     else:
-        structure, score = _best_structure(feature, division)
+        parallel = _parallelism_bonus(_onset_profile(tatums, events), division)
+        structure, score = _best_structure(feature, division, parallel)
         fine = _sixteenth_level(beats_s, events, division, score)
         if fine is not None:
             division, tatums, feature = fine
