@@ -125,6 +125,12 @@ def _tatum_times(beats_s: np.ndarray, division: int) -> np.ndarray:
     return np.interp(idx, np.arange(len(beats_s)), beats_s)
 
 
+def _nearest_tatum(tatums: np.ndarray, time_s: float, period: float) -> int | None:
+    """The tatum an onset falls on: the nearest, if within 0.3 of a tatum period (else None)."""
+    j = int(np.argmin(np.abs(tatums - time_s)))
+    return j if abs(tatums[j] - time_s) <= 0.3 * period else None
+
+
 def _tatum_features(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
     """Per-tatum salience: onsets, bass onsets and harmonic change."""
     n = len(tatums)
@@ -137,8 +143,8 @@ def _tatum_features(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
     lows = np.array([e.low_pitch for e in events]) if events else np.zeros(0)
     bass_line = np.percentile(lows, 35) if len(lows) else 0
     for ev in events:
-        j = int(np.argmin(np.abs(tatums - ev.time_s)))
-        if abs(tatums[j] - ev.time_s) > 0.3 * period:
+        j = _nearest_tatum(tatums, ev.time_s, period)
+        if j is None:
             continue
         onset[j] += ev.weight
         if ev.low_pitch <= bass_line:
@@ -204,8 +210,8 @@ def _onset_profile(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndarray:
         return profile
     period = _tatum_s(tatums)
     for ev in events:
-        j = int(np.argmin(np.abs(tatums - ev.time_s)))
-        if abs(tatums[j] - ev.time_s) <= 0.3 * period:
+        j = _nearest_tatum(tatums, ev.time_s, period)
+        if j is not None:
             profile[j, 12] = 1.0
             profile[j, [p % 12 for p in ev.pitches]] = 1.0
     return profile
@@ -353,10 +359,8 @@ def _anacrusis_landing(tatums: np.ndarray, events: list[OnsetEvent], division: i
             continue
         if float(np.max(leads)) > ANACRUSIS_MAX_RATIO * landing:
             continue
-        j = int(np.argmin(np.abs(tatums - times[k])))
-        if abs(tatums[j] - times[k]) <= 0.3 * period and j % division == 0:
-            return j
-        return None
+        j = _nearest_tatum(tatums, times[k], period)
+        return j if j is not None and j % division == 0 else None
     return None
 
 
@@ -379,8 +383,8 @@ def _phrase_end_feature(tatums: np.ndarray, events: list[OnsetEvent]) -> np.ndar
     gaps = np.append(gaps, FINAL_NOTE_GAPS * typical)
     period = _tatum_s(tatums)
     for t, gap in zip(times, gaps):
-        j = int(np.argmin(np.abs(tatums - t)))
-        if abs(tatums[j] - t) <= 0.3 * period:
+        j = _nearest_tatum(tatums, t, period)
+        if j is not None:
             held[j] = max(held[j], float(np.clip(np.log2(gap / typical) - PHRASE_END_OCTAVES, 0.0, 3.0)))
     spread = held.std()
     return (held - held.mean()) / spread if spread > 0 else np.zeros(n)
