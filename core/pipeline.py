@@ -123,7 +123,9 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     with timer.stage("analyze"):
         if len(audios) == 1 and options.mode in (Mode.AUTO, Mode.SOLO, Mode.PIANO):
             profile = profile_mix(mix_mono, mix.sample_rate)
-        tunings = [_tuning_of(a, options) for a in audios]
+        # The first file's mono mixdown is the mix's, made above.
+        tunings = [_tuning_of(mix_mono if a is mix else a.mono().samples[0], a.sample_rate, options)
+                   for a in audios]
     user_notes.extend(_tuning_lines(inputs, tunings))
     mode, reason = choose_mode(options, len(audios), profile, instrument,
                                separation_available=lambda: toolkit.separation_available(options.separator))
@@ -378,19 +380,16 @@ def _result_base(options: Options, mode: Mode, reason: str, inputs: Sequence[Pat
     }
 
 
-def _tuning_of(audio: Audio, options: Options) -> Tuning:
+def _tuning_of(samples_mono: np.ndarray, sample_rate: int, options: Options) -> Tuning:
     """The user's tuning:HZ, else the one read from the recording."""
     if options.tuning_hz is not None:
         return Tuning.given(options.tuning_hz)
-    return estimate_tuning(audio.mono().samples[0], audio.sample_rate)
+    return estimate_tuning(samples_mono, sample_rate)
 
 
 def _tuning_lines(inputs: Sequence[Path], tunings: Sequence[Tuning]) -> list[str]:
     """What the user is told about tuning: the recording's, or each file's that was corrected."""
-    if len(inputs) == 1:
-        line = tunings[0].describe()
-        return [line] if line else []
-    if tunings and tunings[0].source == "given":
+    if len(inputs) == 1 or tunings[0].source == "given":
         line = tunings[0].describe()
         return [line] if line else []
     lines = [t.describe(subject=path.name) for path, t in zip(inputs, tunings)]
@@ -417,12 +416,17 @@ def title_from_filename(path: Path) -> str:
     words = [w for w in words if w]
     if all(w.lower() in _MACHINE_NAME_WORDS or _MACHINE_NAME_TOKEN.fullmatch(w) for w in words):
         return "Untitled"
-    text = " ".join(path.stem.replace("_", " ").replace("-", " ").split())
+    text = _spaced_stem(path)
     return text[:1].upper() + text[1:]
 
 
 def _part_name(path: Path) -> str:
-    return " ".join(path.stem.replace("_", " ").replace("-", " ").split()) or "Part"
+    return _spaced_stem(path) or "Part"
+
+
+def _spaced_stem(path: Path) -> str:
+    """A file name without its extension, underscores and dashes as single spaces."""
+    return " ".join(path.stem.replace("_", " ").replace("-", " ").split())
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
