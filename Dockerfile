@@ -54,9 +54,13 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 # hadolint ignore=DL3059
 RUN pip install --no-deps "basic-pitch==${BASIC_PITCH_VERSION}" "transkun==${TRANSKUN_VERSION}"
 
+# The image installs the wheel, as `pip install stemscribe` would, never the source
+# folder: scripts/check-wheel runs the same wheel in CI outside the source tree.
 WORKDIR /src
 COPY . /src
-RUN pip install /src
+RUN pip wheel --no-deps /src -w /wheels \
+    && pip install /wheels/stemscribe-*.whl \
+    && rm -rf /wheels
 
 # Separation weights at build time, so workers never download at run time. The
 # build must also work offline: then the image simply has no stems until an admin

@@ -7,8 +7,7 @@ setup:            ## system packages + .venv + stemscribe (editable)
 	bash scripts/setup
 
 example:          ## transcribe the bundled example clip into out/example/
-	.venv/bin/stemscribe transcribe examples/ode-to-joy-flute.ogg --out out/example
-	@echo "Open out/example/preview.png or out/example/score.pdf"
+	.venv/bin/stemscribe example --out out/example
 
 test:             ## the whole test suite (starts its own redis-server, fake chat APIs)
 	$(PY) -m pytest -q -ra tests

@@ -69,7 +69,7 @@ def run_ours(devset: Path, out_root: Path, clips: list[Path], mode: str, extra_o
     t0 = time.perf_counter()
     toolkit.engines.preload(["basic-pitch", "transkun", "drums"])
     print(f"models loaded in {time.perf_counter() - t0:.1f}s", flush=True)
-    warm = ROOT / "examples" / "ode-to-joy-flute.ogg"
+    warm = ROOT / "stemscribe" / "examples" / "ode-to-joy-flute.ogg"
     with tempfile.TemporaryDirectory() as tmp:
         run([warm], Path(tmp), Options(), toolkit=toolkit)
     results = {}

@@ -57,7 +57,7 @@ def render() -> np.ndarray:
     return (0.5 * out / np.abs(out).max()).astype(np.float32)
 
 
-def main(path: str = str(Path(__file__).with_name("ode-to-joy-flute.ogg"))) -> None:
+def main(path: str = str(Path(__file__).resolve().parent.parent / "stemscribe" / "examples" / "ode-to-joy-flute.ogg")) -> None:
     audio = render()
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE_HZ), "-ac", "1", "-i", "-",

@@ -28,10 +28,7 @@ from stemscribe.settings import Settings, load_settings
 log = logging.getLogger("stemscribe")
 
 #: Modules that add their own subcommands with register(subparsers).
-_COMMAND_MODULES = ("cmd_worker", "cmd_models", "cmd_telegram", "cmd_discord", "cmd_doctor")
-
-EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "examples" / "ode-to-joy-flute.ogg"
-
+_COMMAND_MODULES = ("cmd_worker", "cmd_models", "cmd_telegram", "cmd_discord", "cmd_doctor", "cmd_example")
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, every subcommand included."""

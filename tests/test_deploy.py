@@ -84,7 +84,9 @@ def test_dockerfile_installs_what_the_worker_needs(dockerfile):
     assert args["TORCH_VARIANT"] == "cpu" and args["TORCH_VERSION"] == "2.13.0"
     assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/${TORCH_VARIANT}"
     assert "--index-url" in torch and build_runs.index(torch) < next(
-        n for n, r in enumerate(build_runs) if "pip install /src" in r), "torch must come before the package"
+        n for n, r in enumerate(build_runs) if "pip wheel --no-deps /src" in r), "torch must come before the package"
+    package = next(r for r in build_runs if "pip wheel --no-deps /src" in r)
+    assert "pip install /wheels/stemscribe-" in package, "the image installs the built wheel, not the source folder"
     no_deps = next(r for r in build_runs if "--no-deps" in r)
     assert "basic-pitch==" in no_deps and "transkun==" in no_deps
     fetch = next(r for r in build_runs if "stemscribe models fetch" in r)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,21 +66,41 @@ def model_path() -> Path:
     return path
 
 
-def _note_creation():
-    """Import basic_pitch.note_creation without letting the package configure logging.
+class _FromPackage(logging.Filter):
+    """Rejects log records emitted by code inside one installed package."""
 
-    basic_pitch/__init__ calls ``logging.warning`` for each optional backend it
-    lacks (TensorFlow, CoreML, TFLite); on an unconfigured root logger that would
-    install a stderr handler behind the application's back.
+    def __init__(self, package: str) -> None:
+        super().__init__()
+        self.marker = f"{os.sep}{package}{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.marker not in record.pathname
+
+
+def _note_creation():
+    """Import basic_pitch.note_creation without its import-time noise.
+
+    basic_pitch/__init__ calls ``logging.warning`` on the root logger for each
+    optional backend it lacks (TensorFlow, CoreML, TFLite; we run its ONNX model),
+    and resampy, which it imports, warns that ``pkg_resources`` is deprecated.
+    Neither says anything a stemscribe user can act on, so both are dropped here,
+    at the one place they come from, instead of reaching every CLI run's stderr.
+    On an unconfigured root logger the import would also install a stderr handler
+    behind the application's back; a NullHandler stands in while it runs.
     """
     root = logging.getLogger()
+    quiet = _FromPackage("basic_pitch")
     guard = logging.NullHandler()
     added = not root.handlers
     if added:
         root.addHandler(guard)
+    root.addFilter(quiet)
     try:
-        from basic_pitch import note_creation
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            from basic_pitch import note_creation
     finally:
+        root.removeFilter(quiet)
         if added:
             root.removeHandler(guard)
     return note_creation
