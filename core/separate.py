@@ -2,6 +2,11 @@
 
 Exports: Separator, plan_chunks, crossfade_weights, write_stems, STEM_EXTENSIONS.
 
+Two backends sit behind ``Separator``: a torch demucs model (below), or an ONNX
+export of htdemucs on onnxruntime (``core.separate_onnx``), chosen by the type of
+model ``ModelRegistry.load`` returned. The ONNX backend streams demucs's own
+overlapping segments over the whole recording; the torch backend works as follows.
+
 A long recording is cut into pieces of ``chunk_s`` seconds that overlap by
 ``crossfade_s``; demucs separates each piece (itself in its own ~8 s segments)
 and the pieces are joined with complementary linear fades whose weights sum to
@@ -85,9 +90,12 @@ class Separator:
 
     Args:
         model: a demucs model or BagOfModels (``ModelRegistry.load``), or any
-            module with ``sources``, ``samplerate``, ``audio_channels``, ``segment``.
-        threads: torch CPU threads (0 = every core this process may use). Torch's
-            thread count is process-wide; the worker sets it once from settings.
+            module with ``sources``, ``samplerate``, ``audio_channels``, ``segment``;
+            or a ``separate_onnx.OnnxHTDemucs`` (then ``segment_s``, ``chunk_s``,
+            ``crossfade_s`` and ``shifts`` do not apply: it streams its fixed segments).
+        threads: torch CPU threads, or onnxruntime intra-op threads for an ONNX
+            model (0 = every core this process may use). Torch's thread count is
+            process-wide; the worker sets it once from settings.
         segment_s: demucs's own segment length in seconds (None = the model's;
             HTDemucs cannot go above its training length).
         overlap: overlap of demucs's segments, 0..0.9.
@@ -102,6 +110,15 @@ class Separator:
     def __init__(self, model: Any, *, threads: int = 0, segment_s: float | None = None, overlap: float = 0.25,
                  chunk_s: float = defaults.SEPARATION_CHUNK_S,
                  crossfade_s: float = defaults.SEPARATION_CROSSFADE_S, shifts: int = 0) -> None:
+        from .separate_onnx import OnnxHTDemucs, OnnxSeparator
+
+        self.backend = "onnx" if isinstance(model, OnnxHTDemucs) else "torch"
+        self._onnx: OnnxSeparator | None = None
+        if isinstance(model, OnnxHTDemucs):
+            model.set_threads(threads)
+            self.model, self.overlap, self.threads = model, overlap, model.threads
+            self._onnx = OnnxSeparator(model, overlap=overlap)
+            return
         import torch
 
         if not 0.0 <= overlap < 0.9:
@@ -146,6 +163,8 @@ class Separator:
             ValueError: empty audio.
             CancelledError: the reporter's cancel token was set.
         """
+        if self._onnx is not None:
+            return self._onnx.separate(audio, reporter)
         import torch
         from demucs.apply import TensorChunk, apply_model
 
