@@ -42,3 +42,55 @@ SEPARATION_CHUNK_S = 40.0
 SEPARATION_CROSSFADE_S = 2.0
 #: A stem this far (dB) below the mix's energy is treated as silent and dropped.
 STEM_SILENT_DB = -40.0
+
+# ---------------------------------------------------------------- tablature (core/notation/tab.py)
+#: Highest fret of a guitar neck (frets).
+GUITAR_MAX_FRET = 22
+#: Highest fret of a bass neck (frets).
+BASS_MAX_FRET = 21
+#: Most capo position capo:N accepts (frets).
+TAB_MAX_CAPO_FRET = 12
+#: A chord shape's fretted notes lie within this many frets (index finger to little finger).
+TAB_SHAPE_SPAN_FRETS = 4
+#: Fretting fingers of one hand (the thumb frets no tab note).
+TAB_FINGERS = 4
+#: Cost per fret the hand sits above first position (low material in low positions).
+TAB_POSITION_COST = 0.12
+#: Bonus for an open string while the hand is in a low position (cost units).
+TAB_OPEN_LOW_BONUS = 0.4
+#: Highest hand position (fret) where open strings get the bonus.
+TAB_OPEN_POSITION_MAX = 4
+#: Frets above this on the thick strings cost TAB_THICK_HIGH_COST each (scaled by string thickness).
+TAB_THICK_HIGH_FRET = 7
+#: Cost per fret above TAB_THICK_HIGH_FRET on the lowest string (0 on the highest).
+TAB_THICK_HIGH_COST = 0.3
+#: Cost per fret of stretch inside a chord shape.
+TAB_SPAN_COST = 0.2
+#: Cost per fretting finger a chord shape needs.
+TAB_FINGER_COST = 0.1
+#: Cost per pair of chord notes on crossed strings (the lower note on the higher string).
+TAB_CROSSING_COST = 0.6
+#: Cost per muted string inside a chord of three or more notes (hard to strum).
+TAB_MUTED_INNER_COST = 1.5
+#: Cost of giving up one chord note no hand can hold with the rest (times its importance).
+TAB_DROP_COST = 8.0
+#: Fixed cost of any shift of hand position.
+TAB_SHIFT_COST = 1.0
+#: Cost per fret of a shift of hand position.
+TAB_SHIFT_PER_FRET_COST = 0.25
+#: Shifts after a phrase boundary (a rest or a long note) cost this fraction.
+TAB_PHRASE_SHIFT_FACTOR = 0.3
+#: Shifts while only open strings ring cost this fraction.
+TAB_OPEN_SHIFT_FACTOR = 0.5
+#: A rest at least this long (quarters) ends a phrase.
+TAB_PHRASE_REST_Q = 0.5
+#: A note at least this long (quarters) ends a phrase.
+TAB_PHRASE_LONG_NOTE_Q = 2.0
+#: Cost of playing a repeated pitch at another string and fret than just before.
+TAB_REPEAT_MOVE_COST = 0.5
+#: Cost of a new note on a string that still rings with a held note.
+TAB_HELD_CLASH_COST = 20.0
+#: Cost of a new note the hand cannot reach while holding a sustained note.
+TAB_HELD_STRETCH_COST = 3.0
+#: Most candidate hand states kept per note or chord in the fingering search.
+TAB_MAX_STATES = 120

@@ -218,6 +218,49 @@ def _fix_drum_staves(ly: str) -> str:
             .replace("\\context DrumStaff", "\\context Staff").replace("\\context DrumVoice", "\\context Voice"))
 
 
+_LY_PITCH_RE = re.compile(r"\(ly:make-pitch (-?\d+) (\d) (-?\d+(?:/\d+)?)\)")
+_TAB_TUNING_RE = re.compile(r"stringTunings = #`\(((?:\s*,\(ly:make-pitch [-0-9/ ]+\))+)\s*\)")
+_CHORD_STRINGS_RE = re.compile(r"<([^<>]+)>(\d+\.*(?:\*\d+(?:/\d+)?)?)((?:\s*(?:~|\[|\]|\\[1-9]))*)")
+
+
+def _ly_pitch_name(octave: int, step: int, alteration: str) -> str:
+    """An absolute LilyPond note name of (ly:make-pitch octave step alteration): (0 0 0) is c'.
+
+    musicxml2ly 2.24 writes a string tuning's MusicXML <tuning-alter> (semitones) as a whole
+    number where LilyPond counts whole tones (F sharp comes out as (ly:make-pitch -2 3 1));
+    a whole number is read as semitones here, a fraction as LilyPond's own unit.
+    """
+    num, _, den = alteration.partition("/")
+    alter = int(num) / int(den) if den else int(num) / 2
+    name = "cdefgab"[step] + {0.5: "is", -0.5: "es", 1.0: "isis", -1.0: "eses"}.get(alter, "")
+    name = {"ees": "es", "aes": "as"}.get(name, name)
+    return name + ("'" * (octave + 1) if octave >= 0 else "," * (-octave - 1))
+
+
+def _fix_tab_staves(ly: str) -> str:
+    """Make musicxml2ly's TabStaff engrave as written.
+
+    Its string tunings are a Scheme quasi-quote, which check_ly_safety refuses; the same
+    tuning as ``\\stringTuning <...>`` is plain LilyPond. It writes a chord's string
+    numbers after the chord (``<c e g>2 \\5 \\4 \\3``), where a TabStaff ignores them;
+    inside the chord (``<c\\5 e\\4 g\\3>2``) each note keeps its string.
+    """
+    def tuning(match: re.Match) -> str:
+        pitches = [_ly_pitch_name(int(o), int(s), a) for o, s, a in _LY_PITCH_RE.findall(match.group(1))]
+        return "stringTunings = \\stringTuning <" + " ".join(reversed(pitches)) + ">"
+
+    def chord(match: re.Match) -> str:
+        numbers = re.findall(r"\\[1-9]", match.group(3))
+        notes = match.group(1).split()
+        if not numbers or len(numbers) != len(notes):
+            return match.group(0)
+        rest = re.sub(r"\s*\\[1-9]", "", match.group(3))
+        return "<" + " ".join(n + s for n, s in zip(notes, numbers)) + ">" + match.group(2) + rest
+
+    ly = _TAB_TUNING_RE.sub(tuning, ly)
+    return _CHORD_STRINGS_RE.sub(chord, ly)
+
+
 def _name_indent_mm(names: list[str], *, minimum_mm: float) -> float:
     """Left indent wide enough for the longest staff name (about 2 mm per character)."""
     longest = min(_STAFF_NAME_CHARS, max((len(" ".join(n.split())) for n in names), default=0))
@@ -230,7 +273,7 @@ def _postprocess_ly(raw: str, texts: list[str], *, title: str, composer: str | N
     body = _strip_block(_strip_block(raw, "\\header"), "\\paper")
     body = re.sub(r"#\(set-global-staff-size [0-9.]+\)\s*", "", body)
     body = re.sub(r'^\\version "[^"]*"\s*', "", body)
-    body = _fix_drum_staves(_fix_chord_names(body))
+    body = _fix_tab_staves(_fix_drum_staves(_fix_chord_names(body)))
     long_names = [texts[int("".join(str("abcdefghij".index(c)) for c in m.group(1)))]
                   for m in re.finditer(r'instrumentName = "Stemscribetext([a-j]+)Q"', body)]
     short_names = [texts[int("".join(str("abcdefghij".index(c)) for c in m.group(1)))]

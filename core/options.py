@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any, Callable, Mapping
 
+from . import defaults
 from .errors import OptionsError
 from .instruments import lookup_instrument
 
@@ -79,6 +80,9 @@ class Options:
     stem_format: audio format of returned stems.
     tuning_hz: the A4 the recording is tuned to; None detects it, 440 leaves the audio as is.
     swing: write swung eighths straight under a "Swing" mark; None detects swing.
+    tab: a tab staff under guitar and bass parts; None (auto) tabs guitars and basses, True every part.
+    strings: tuning word of the tab (core.notation.tab.TUNINGS); None is standard guitar / 4-string bass.
+    capo: fret of the guitar's capo (0 for none); tab frets are written relative to it.
     """
 
     mode: Mode = Mode.AUTO
@@ -97,6 +101,9 @@ class Options:
     stem_format: StemFormat = StemFormat.OPUS
     tuning_hz: float | None = None
     swing: bool | None = None
+    tab: bool | None = None
+    strings: str | None = None
+    capo: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (enums as strings)."""
@@ -232,6 +239,36 @@ def _separator(key: str, value: str) -> str:
     return norm
 
 
+_STRINGS = ("standard", "drop-d", "dadgad", "open-g", "half-step-down", "bass4", "bass5")
+_STRINGS_ALIASES = {"drop": "drop-d", "dropd": "drop-d", "drop_d": "drop-d", "e": "standard", "eadgbe": "standard",
+                    "open-d-modal": "dadgad", "openg": "open-g", "dgdgbd": "open-g", "eb": "half-step-down",
+                    "half-step": "half-step-down", "bass": "bass4", "4": "bass4", "5": "bass5",
+                    "bass-4": "bass4", "bass-5": "bass5", "dadgbe": "drop-d"}
+
+
+def _strings(key: str, value: str) -> str:
+    norm = value.strip().lower().replace(" ", "-").replace("_", "-")
+    norm = _STRINGS_ALIASES.get(norm, norm)
+    if norm not in _STRINGS:
+        raise OptionsError(f"'{value}' is not a tuning I can write tab for.",
+                           hint=_suggest(norm, list(_STRINGS), "Use strings:" + "|".join(_STRINGS) + "."))
+    return norm
+
+
+def _capo(key: str, value: str) -> int:
+    norm = value.strip().lower().removeprefix("fret").strip()
+    if norm in _NO or norm == "none":
+        return 0
+    try:
+        fret = int(norm)
+    except ValueError:
+        raise OptionsError(f"'{value}' is not a capo fret.", hint="Give the fret number, e.g. capo:2 (capo:0 for none).") from None
+    if not 0 <= fret <= defaults.TAB_MAX_CAPO_FRET:
+        raise OptionsError(f"A capo at fret {value} is out of range.",
+                           hint=f"Use capo:0 (no capo) to capo:{defaults.TAB_MAX_CAPO_FRET}.")
+    return fret
+
+
 # option word -> (Options field, parser). Several words may map to one field.
 _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "mode": ("mode", _choice(Mode, {"reduction": "piano", "piano-reduction": "piano", "separate": "stems",
@@ -251,11 +288,15 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "format": ("stem_format", _choice(StemFormat, {"ogg": "opus", "lossless": "flac"})),
     "tuning": ("tuning_hz", _tuning),
     "swing": ("swing", _auto_bool),
+    "tab": ("tab", _auto_bool),
+    "strings": ("strings", _strings),
+    "capo": ("capo", _capo),
 }
 _ALIASES = {"meter": "time", "timesig": "time", "time_signature": "time", "time-signature": "time",
             "bpm": "tempo", "inst": "instrument", "model": "separator", "chord": "chords",
             "difficulty": "level", "stem": "stems", "name": "title", "by": "composer",
-            "pitch": "tuning", "concert": "tuning"}
+            "pitch": "tuning", "concert": "tuning",
+            "tabs": "tab", "tablature": "tab", "string-tuning": "strings", "guitar-tuning": "strings"}
 
 #: Option words users may type, for help texts and autocomplete.
 OPTION_KEYS: tuple[str, ...] = tuple(_PARSERS)

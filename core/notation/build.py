@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from music21 import (bar, chord, clef, expressions, harmony, instrument, key, layout, meter, metadata,
-                     note, stream, tempo, tie)
+from music21 import (articulations, bar, chord, clef, expressions, harmony, instrument, key, layout, meter,
+                     metadata, note, stream, tempo, tie)
 
 from ..instruments import Instrument
 from .arrange import VoiceEvent
@@ -43,7 +43,12 @@ _DRUM_DISPLAY = {
 _CLEFS = {
     "treble": clef.TrebleClef, "bass": clef.BassClef, "alto": clef.AltoClef, "tenor": clef.TenorClef,
     "treble_8": clef.Treble8vbClef, "bass_8": clef.Bass8vbClef, "percussion": clef.PercussionClef,
+    "tab": clef.TabClef,
 }
+#: Technical text a tab note carries from the build to write_musicxml, which turns it
+#: into MusicXML <string> and <fret> (music21 writes per-note technicals of a chord
+#: only for fingerings).
+TAB_MARK = "tab-s{string}-f{fret}"
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class Staff:
     source: str = ""
     engine: str = ""
     chords: list[tuple[Fraction, str]] = field(default_factory=list)
+    #: The tab.Tuning of a tab staff (clef "tab", events are tab.TabEvents); None for other staves.
+    tab: object | None = None
 
     @property
     def note_count(self) -> int:
@@ -221,6 +228,8 @@ def _make_element(ev: VoiceEvent | None, length: Fraction, speller: Speller, *, 
     else:
         el = chord.Chord(_pitch_names(ev.pitches, speller), quarterLength=length)
     el.volume.velocity = ev.velocity
+    for string, fret in getattr(ev, "frets", None) or ():
+        el.articulations.append(articulations.Fingering(TAB_MARK.format(string=string, fret=fret)))
     if tie_type and not drum:
         el.tie = tie.Tie(tie_type)
     return el
@@ -309,6 +318,8 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
                 m.insert(0, _CLEFS.get(st.clef, clef.TrebleClef)())
                 if not st.is_drum:
                     m.insert(0, key.KeySignature(speller.fifths))
+                if st.tab is not None:
+                    m.insert(0, layout.StaffLayout(staffLines=st.tab.strings))
                 m.insert(0, meter.TimeSignature(meter_.text))
                 if index == 0:
                     for mark in tempo_marks:
@@ -335,7 +346,10 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
             # they are (not by their place in this bar): music21 renumbers the lower staff's
             # voices when the upper one has none, which would break ties and voice
             # continuity from bar to bar.
-            if len(filled) == 1 and not st.group:
+            # A lower voice alone in a bar keeps its number when it opens with a tie from the
+            # bar before: written as voice 1 its tie would join two voices (LilyPond: "unterminated tie").
+            tied_in = filled[0][0] > 0 and _opens_with_tie(filled[0][1])
+            if len(filled) == 1 and not st.group and not tied_in:
                 _append(m, filled[0][1])
             else:
                 for i, elements in filled:
@@ -359,6 +373,12 @@ def build_score(staves: list[Staff], meter_: Meter, *, speller: Speller, tempo_m
         if len(members) > 1:
             score.insert(0, layout.StaffGroup(members, symbol="brace", barTogether=True))
     return score
+
+
+def _opens_with_tie(elements: list[note.GeneralNote]) -> bool:
+    """Whether a voice's first element in a bar continues a tie from the bar before."""
+    first = elements[0] if elements else None
+    return first is not None and first.tie is not None and first.tie.type in ("stop", "continue")
 
 
 def _voice_bases(staves: list[Staff]) -> dict[int, int]:

@@ -16,7 +16,7 @@ from ..instruments import INSTRUMENTS, Instrument
 from ..notes import Track
 from ..options import Level, Options
 from ..progress import Reporter, Stage
-from . import arrange, chords as chord_mod, keys, meter, quantize, rhythm
+from . import arrange, chords as chord_mod, keys, meter, quantize, rhythm, tab as tab_mod
 from .build import Meter, Staff, TempoMark, build_score
 from .quantize import QNote
 
@@ -71,6 +71,10 @@ class Notation:
     beat_times_s: list[float] = field(default_factory=list)
     beat_quarters: float = 1.0
     swing: float | None = None
+    #: The tab.Tuning of every tab staff, in score order (write_musicxml writes their string tunings).
+    tabs: list = field(default_factory=list)
+    #: Header line naming a tab's tuning and capo ("Drop D tuning (D A D G B E), capo 2"), or None.
+    tab_header: str | None = None
 
 
 def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np.ndarray | None,
@@ -142,6 +146,9 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
                                              pickup_q=meter_.pickup_q, speller=speller)
         if staves:
             staves[0].chords = chord_list
+    tabs: list = []
+    if layout != "piano":
+        staves, tabs = tab_mod.add_tab_staves(staves, options, warnings)
     tempo_map, tempo_bpm = _tempo_map(grid, meter_, options.tempo_bpm)
     tempo_map = [(max(0.0, at - float(lead_q)), bpm) for at, bpm in tempo_map]
     marks = _tempo_marks(tempo_map, float(meter_.bar_q))
@@ -152,14 +159,19 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
                         composer=options.composer)
     bars = len(score.parts[0].getElementsByClass(stream.Measure)) if score.parts else 0
     parts = [dict(name=s.name, instrument=s.instrument.key, clef=s.clef, note_count=s.note_count,
-                  source=s.source, engine=s.engine) for s in staves]
+                  source=s.source, engine=s.engine) for s in staves if s.tab is None]
+    for name, tuning in tabs:
+        for part in parts:
+            if part["name"] == name:
+                part["tab"] = tuning.key if not tuning.capo else f"{tuning.key} capo {tuning.capo}"
     report(Stage.SCORE, 1.0, None)
     return Notation(score=score, tempo_bpm=round(tempo_bpm, 1), tempo_map=tempo_map,
                     time_signature=grid.time_signature, key=key_text,
                     pickup_quarters=float(meter_.pickup_q), bars=bars, parts=parts, warnings=warnings,
                     chords=bool(want_chords), midi_parts=midi_parts,
                     beat_times_s=[float(b) for b in grid.beats_s], beat_quarters=grid.beat_quarters,
-                    swing=None if swing is None else round(swing, 3))
+                    swing=None if swing is None else round(swing, 3), tabs=[t for _, t in tabs],
+                    tab_header=tab_mod.tabs_header([t for _, t in tabs]))
 
 
 def _swing_ratio(positions: np.ndarray, wanted: bool | None) -> float | None:

@@ -5,6 +5,8 @@ Exports: write_musicxml, write_midi.
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +34,54 @@ def write_musicxml(notation: "Notation", path: str | Path) -> Path:
     """
     path = Path(path)
     notation.score.write("musicxml", fp=str(path), makeNotation=False)
+    if getattr(notation, "tabs", None):
+        _write_tab_technicals(path, notation.tabs)
     return path
+
+
+_TAB_MARK_RE = re.compile(r"tab-s(\d+)-f(\d+)")
+#: Pitch class -> (MusicXML step, alter) for string tunings.
+_TUNING_STEPS = [("C", 0), ("C", 1), ("D", 0), ("E", -1), ("E", 0), ("F", 0), ("F", 1), ("G", 0), ("A", -1),
+                 ("A", 0), ("B", -1), ("B", 0)]
+
+
+def _write_tab_technicals(path: Path, tunings: list) -> None:
+    """Give the tab parts their string tunings and every tab note its <string> and <fret>.
+
+    Tab parts are the parts whose first clef is TAB, in the order of tunings. The build
+    marks tab notes with a fingering text (build.TAB_MARK) that becomes <string> and <fret>
+    here. The tuning written is the open strings with the capo on, so that fret numbers,
+    which are relative to the capo, read true in MuseScore and LilyPond alike.
+    """
+    text = path.read_text(encoding="utf-8")
+    prolog = text[: text.find("<score-partwise")]  # the XML declaration and music21's DOCTYPE
+    root = ET.fromstring(text)
+    tab_parts = [part for part in root.iter("part") if part.findtext("measure/attributes/clef/sign") == "TAB"]
+    for part, tuning in zip(tab_parts, tunings):
+        details = part.find("measure/attributes/staff-details")
+        if details is not None:
+            for line, pitch in enumerate(tuning.sounding_open, start=1):
+                step, alter = _TUNING_STEPS[pitch % 12]
+                element = ET.SubElement(details, "staff-tuning", line=str(line))
+                ET.SubElement(element, "tuning-step").text = step
+                if alter:
+                    ET.SubElement(element, "tuning-alter").text = str(alter)
+                ET.SubElement(element, "tuning-octave").text = str(pitch // 12 - 1)
+        for technical in part.iter("technical"):
+            for fingering in technical.findall("fingering"):
+                match = _TAB_MARK_RE.fullmatch((fingering.text or "").strip())
+                if match is None:
+                    continue
+                index = list(technical).index(fingering)
+                technical.remove(fingering)
+                string = ET.Element("string")
+                string.text = match.group(1)
+                fret = ET.Element("fret")
+                fret.text = match.group(2)
+                technical.insert(index, fret)
+                technical.insert(index, string)
+    ET.indent(root, space="  ")
+    path.write_text(prolog + ET.tostring(root, encoding="unicode") + "\n", encoding="utf-8")
 
 
 def write_midi(notation: "Notation", path: str | Path) -> Path:
