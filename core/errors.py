@@ -115,6 +115,10 @@ class JobNotFoundError(UserError):
     """No such job for this requester: the id is unknown, its files expired, or it is not theirs."""
 
 
+class CorrectionBusyError(LimitError):
+    """A version of this score is being written already; a second correction waits for it."""
+
+
 class TransientError(StemscribeError):
     """A passing failure of something we depend on; retried a bounded number of times."""
 

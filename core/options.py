@@ -83,6 +83,8 @@ class Options:
     tab: a tab staff under guitar and bass parts; None (auto) tabs guitars and basses, True every part.
     strings: tuning word of the tab (core.notation.tab.TUNINGS); None is standard guitar / 4-string bass.
     capo: fret of the guitar's capo (0 for none); tab frets are written relative to it.
+    transpose: an interval (``+2``, ``-m3``, ``P5``) or a target instrument (``Bb-clarinet``,
+        ``alto-sax``, ``F-horn``) the score is written for (core.notation.transpose); None for concert pitch.
     """
 
     mode: Mode = Mode.AUTO
@@ -104,6 +106,7 @@ class Options:
     tab: bool | None = None
     strings: str | None = None
     capo: int = 0
+    transpose: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (enums as strings)."""
@@ -269,6 +272,16 @@ def _capo(key: str, value: str) -> int:
     return fret
 
 
+def _transpose(key: str, value: str) -> str | None:
+    from .notation.transpose import parse_transposition
+
+    norm = " ".join(value.split())
+    if norm.lower() in ("no", "none", "off", "concert", "c", "0"):
+        return None
+    parse_transposition(norm)  # validates; the word is kept as the user wrote it
+    return norm
+
+
 # option word -> (Options field, parser). Several words may map to one field.
 _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "mode": ("mode", _choice(Mode, {"reduction": "piano", "piano-reduction": "piano", "separate": "stems",
@@ -291,11 +304,13 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "tab": ("tab", _auto_bool),
     "strings": ("strings", _strings),
     "capo": ("capo", _capo),
+    "transpose": ("transpose", _transpose),
 }
 _ALIASES = {"meter": "time", "timesig": "time", "time_signature": "time", "time-signature": "time",
             "bpm": "tempo", "inst": "instrument", "model": "separator", "chord": "chords",
             "difficulty": "level", "stem": "stems", "name": "title", "by": "composer",
             "pitch": "tuning", "concert": "tuning",
+            "transposition": "transpose", "for": "transpose",
             "tabs": "tab", "tablature": "tab", "string-tuning": "strings", "guitar-tuning": "strings"}
 
 #: Option words users may type, for help texts and autocomplete.

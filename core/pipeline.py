@@ -38,6 +38,7 @@ from .instruments import INSTRUMENTS, Instrument, lookup_instrument
 from .notes import Track
 from .options import Mode, Options
 from .progress import Reporter, Stage
+from .revise import apply_transposition, write_kept_material
 from .toolkit import Limits, Toolkit
 from .tuning import Tuning, estimate_tuning, transcribe_in_tune
 
@@ -198,10 +199,15 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         if notation.swing is not None:
             user_notes.append("Swung eighths are written as plain eighths under a Swing mark "
                               "(swing:no writes them as played).")
+        transposed_for = apply_transposition(notation, options)
         reporter(Stage.SCORE, 0.5, "Writing MusicXML and MIDI")
         write_musicxml(notation, out_dir / "score.musicxml")
         write_midi(notation, out_dir / "score.mid")
         write_performance_midi(tracks, out_dir / "notes.mid")
+        # What a correction re-notates from (core.revise); it expires with the job's other files.
+        kept_files = write_kept_material(out_dir, tracks, layout=layout, title=title, composer=composer,
+                                         audio_mono=mix_mono, sample_rate=mix.sample_rate,
+                                         beats_s=notation.beat_times_s, tuning=tunings[0].to_dict())
         reporter(Stage.SCORE, 1.0, None)
 
     # ---------------------------------------------------------------- engrave
@@ -210,7 +216,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     with timer.stage("engrave"):
         reporter(Stage.ENGRAVE, 0.1, "Engraving with LilyPond")
         engraved = engrave(out_dir / "score.musicxml", out_dir, title=title, composer=composer,
-                           timeout_s=limits.lilypond_timeout_s)
+                           subtitle=transposed_for, timeout_s=limits.lilypond_timeout_s)
         reporter(Stage.ENGRAVE, 1.0, None)
 
     files = _score_files(engraved.preview_paths)
@@ -238,6 +244,8 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         user_notes=user_notes,
         timings_s=timer.seconds,
         files=files,
+        kept_files=kept_files,
+        transposed_for=transposed_for,
     )
     _write_json(out_dir / "result.json", result)
     reporter(Stage.DONE, 1.0, None)

@@ -48,6 +48,7 @@ BOT_COMMANDS: tuple[tuple[str, str], ...] = (
     ("settings", "Your default options"),
     ("status", "Your jobs and place in the queue"),
     ("cancel", "Stop your running jobs"),
+    ("fix", "Rewrite a score: /fix time:6/8 key:\"E minor\" transpose:Bb"),
 )
 #: Update types the bot asks Telegram for; everything else is never delivered.
 ALLOWED_UPDATES: list[str] = [Update.MESSAGE, Update.CALLBACK_QUERY]
@@ -133,6 +134,8 @@ def build_application(settings: Settings, *, client: Any = None) -> Application:
     application.add_handler(CommandHandler("status", handlers.status_command, filters=_NEW))
     application.add_handler(CommandHandler("cancel", handlers.cancel_command, filters=_NEW))
     application.add_handler(CallbackQueryHandler(settings_button, pattern=r"^cfg:"))
+    application.add_handler(CommandHandler("fix", handlers.fix_command, filters=_NEW))
+    application.add_handler(CallbackQueryHandler(handlers.fix_button, pattern=r"^fx:"))
     application.add_handler(MessageHandler(_NEW & _RECORDING, handlers.handle_recording))
     application.add_handler(MessageHandler(_NEW & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
                                            handlers.private_text))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
-from telegram import Bot, InputFile, InputMediaAudio, InputMediaDocument, InputMediaPhoto, ReplyParameters
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, InputMediaAudio, InputMediaDocument, InputMediaPhoto, ReplyParameters
 from telegram.error import BadRequest, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
@@ -258,6 +258,17 @@ async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *,
     return notes
 
 
+def fix_keyboard(job_id: str, summary: Mapping[str, Any]) -> InlineKeyboardMarkup | None:
+    """The correction buttons under a score (bots.corrections.suggestions), four to a row; None if none."""
+    from stemscribe.bots.corrections import button_data, suggestions
+
+    buttons = [InlineKeyboardButton(s.label, callback_data=button_data(job_id, s.changes))
+               for s in suggestions(summary)]
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([buttons[i:i + 4] for i in range(0, len(buttons), 4)])
+
+
 def _batches(files: list[tuple[str, bytes]]) -> list[list[tuple[str, bytes]]]:
     """Files split into runs of at most MEDIA_GROUP_MAX, one message each."""
     return [files[start:start + MEDIA_GROUP_MAX] for start in range(0, len(files), MEDIA_GROUP_MAX)]
@@ -267,6 +278,9 @@ async def _send_score_file(bot: Bot, ticket: Ticket, output: Any, name: str, dat
                            common: dict[str, Any]) -> None:
     """Send one score file: the preview as a photo carrying the summary when Telegram takes it, else a document."""
     upload = InputFile(data, filename=output_file_name(ticket.base_name, name))
+    if name == "preview.png":
+        # The likeliest corrections ride on the score's picture (bots.corrections).
+        common = {**common, "reply_markup": fix_keyboard(ticket.job_id, output.summary)}
     if name == "preview.png" and len(data) <= PHOTO_LIMIT_BYTES:
         caption = summary_line(output.summary)[:CAPTION_LIMIT_CHARS] or None
         try:

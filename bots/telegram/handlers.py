@@ -244,3 +244,113 @@ async def private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     """Answer plain text in a private chat with a pointer to what the bot expects."""
     await reply(update.effective_message, "Send me a recording (voice note, audio file or video with sound), "
                                           "with options in its caption if you like. /help lists them.")
+
+
+# ---------------------------------------------------------------- corrections (bots.corrections)
+
+async def fix_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A correction button under a score: write the next version with the change it names."""
+    from stemscribe.bots.corrections import parse_button_data
+
+    query = update.callback_query
+    parsed = parse_button_data(query.data or "")
+    if parsed is None:
+        await query.answer("This button is out of date. Send /fix with what to change.")
+        return
+    job_id, changes = parsed
+    requester = Requester(platform=PLATFORM, user_id=str(query.from_user.id),
+                          chat_id=str(query.message.chat.id if query.message else query.from_user.id), reply={})
+    await _correct(context, job_id, changes, requester, anchor=query.message, answer=query.answer)
+
+
+async def fix_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/fix time:6/8 tempo:140 key:"E minor" transpose:Bb: as a reply to a score, or for the user's latest job."""
+    from stemscribe.bots.corrections import parse_button_data, parse_fix_text
+
+    message = update.effective_message
+    svc = services(context)
+    try:
+        job_id, changes = parse_fix_text(message.text or "")
+    except OptionsError as exc:
+        await reply(message, user_message(exc))
+        return
+    anchor = message.reply_to_message
+    if job_id is None and anchor is not None and anchor.reply_markup is not None:
+        for row in anchor.reply_markup.inline_keyboard:
+            for button in row:
+                parsed = parse_button_data(button.callback_data or "")
+                if parsed is not None:
+                    job_id = parsed[0]
+    requester = requester_for(message)
+    if job_id is None:
+        jobs = await asyncio.to_thread(svc.client.jobs_for, requester)
+        finished = [j for j in jobs if j.state == "finished" and str(j.requester.chat_id) == str(message.chat.id)]
+        if not finished:
+            await reply(message, "Reply to one of your scores with /fix (e.g. /fix time:6/8), or send me a "
+                                 "recording first.")
+            return
+        job_id = finished[0].job_id
+
+    async def answer(text: str, show_alert: bool = False) -> None:
+        await reply(message, text)
+
+    await _correct(context, job_id, changes, requester, anchor=anchor or message, answer=answer, announce=True)
+
+
+async def _correct(context: ContextTypes.DEFAULT_TYPE, job_id: str, changes: dict, requester: Requester, *,
+                   anchor: Message | None, answer: Any, announce: bool = False) -> None:
+    """Queue a correction (refusals and expiry are answered), then post the version in the background."""
+    from stemscribe.bots import corrections
+    from stemscribe.core.revise import version_label
+
+    svc = services(context)
+    try:
+        correction = await corrections.submit(svc.client, job_id, changes, requester)
+        status = await asyncio.to_thread(svc.client.status, job_id)
+    except StemscribeError as exc:
+        await answer(user_message(exc), show_alert=True)
+        return
+    label = version_label(correction.version, changes)
+    if not announce:
+        await answer(f"Writing {label}…")
+    chat_id = int(requester.chat_id)
+    quote = ReplyParameters(anchor.message_id, allow_sending_without_reply=True) if anchor is not None else None
+    note = await with_flood_retry(context.bot.send_message, chat_id, f"Writing {label}…", reply_parameters=quote)
+    base = str((status.requester.reply or {}).get("base_name") or "score")
+    svc.tracker.track(correction.correction_id,
+                      _post_version(context.bot, svc, correction, note, base=base, quote=quote))
+
+
+async def _post_version(bot: Any, svc: Services, correction: Any, note: Message, *, base: str, quote: Any) -> None:
+    """Wait for a version and post it: the preview (with the buttons again), later pages, PDF, MusicXML, MIDI."""
+    from telegram import InputFile as TgFile
+
+    from stemscribe.bots import corrections
+    from stemscribe.bots.telegram.delivery import fix_keyboard
+
+    try:
+        output, error = await corrections.follow_version(svc.client, correction.correction_id)
+        if output is None:
+            await with_flood_retry(note.edit_text, user_message(error or {}, job_id=correction.correction_id))
+            return
+        caption = corrections.version_caption(output.summary)
+        common = {"chat_id": note.chat_id, "reply_parameters": quote}
+        for name in corrections.delivered_names(output.artifacts):
+            data = await asyncio.to_thread(svc.client.fetch_artifact, correction.job_id, name)
+            upload = TgFile(data, filename=corrections.version_file_name(base, name))
+            if name.endswith("/preview.png"):
+                await with_flood_retry(bot.send_photo, photo=upload, caption=caption[:1024],
+                                       reply_markup=fix_keyboard(correction.job_id, output.summary), **common)
+            elif name.endswith(".png"):
+                await with_flood_retry(bot.send_photo, photo=upload, **common)
+            else:
+                await with_flood_retry(bot.send_document, document=upload, **common)
+        await with_flood_retry(note.edit_text, "Done: " + caption)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a background task: the user still hears about it
+        log.exception("correction %s: delivering it failed", correction.correction_id)
+        try:
+            await with_flood_retry(note.edit_text, user_message(exc, job_id=correction.correction_id))
+        except Exception:  # noqa: BLE001
+            log.exception("correction %s: could not tell the user", correction.correction_id)
