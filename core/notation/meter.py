@@ -547,3 +547,12 @@ def _grid_from(beats: np.ndarray, first_down: int, per_bar: int, beat_q: float, 
     empty = min(max(empty, 0), per_bar - 1)
     pickup = per_bar - empty if empty > 0 else 0
     return BeatGrid(beats[bar0 + empty:], beat_q, per_bar, ts, pickup)
+
+
+def alternatives_of(grid: BeatGrid) -> dict:
+    """Ranked meter and tempo alternatives of a grid (the chosen one first, scores 0..1)."""
+    meters = getattr(grid, "alternatives", None) or [(grid.time_signature, 1.0)]
+    tempi = getattr(grid, "tempo_alternatives", None) or [
+        (float(np.median(grid.tempo_curve_bpm())) if len(grid.beats_s) > 1 else 0.0, 1.0)]
+    return {"meter": [{"time_signature": ts, "score": round(float(sc), 3)} for ts, sc in meters],
+            "tempo": [{"bpm": round(float(b), 1), "score": round(float(sc), 3)} for b, sc in tempi]}

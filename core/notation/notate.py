@@ -111,12 +111,9 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
         raise NoNotesError("I could not find any notes in this recording.",
                            hint="Try a clearer recording, or a different instrument or mode.")
     report(Stage.ANALYZE, 0.1, "finding the beat")
-    beats_s, events = rhythm.track_beats(all_notes, audio_mono, sample_rate, tempo_hint_bpm=options.tempo_bpm,
-                                         pitched=pitched)
-    report(Stage.ANALYZE, 0.5, "finding the meter")
-    first_s = min(n.start_s for n in all_notes)
-    grid = meter.analyze_meter(beats_s, events, first_note_s=first_s, time_signature=options.time_signature,
-                               swing=options.swing)
+    grid, alternatives = find_grid(all_notes, pitched, audio_mono=audio_mono, sample_rate=sample_rate,
+                                   tempo_bpm=options.tempo_bpm, time_signature=options.time_signature,
+                                   swing=options.swing)
     if options.tempo_bpm:
         grid = _scale_to_tempo(grid, options.tempo_bpm)
     compound = grid.beat_quarters == 1.5
@@ -172,6 +169,32 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
                     beat_times_s=[float(b) for b in grid.beats_s], beat_quarters=grid.beat_quarters,
                     swing=None if swing is None else round(swing, 3), tabs=[t for _, t in tabs],
                     tab_header=tab_mod.tabs_header([t for _, t in tabs]))
+
+
+def find_grid(all_notes: list, pitched: list, *, audio_mono: np.ndarray | None, sample_rate: int,
+              tempo_bpm: float | None = None, time_signature: str | None = None,
+              swing: bool | None = None) -> tuple[rhythm.BeatGrid, dict]:
+    """The notated beat grid of cleaned notes, and the ranked meter/tempo alternatives.
+
+    What notate() decides about the rhythm, on its own (the corpus bench calls it):
+    track_beats, then analyze_meter.
+
+    Args:
+        all_notes: every cleaned note (drums included).
+        pitched: the pitched notes alone.
+        audio_mono, sample_rate: the recording, or None for the notes alone.
+        tempo_bpm, time_signature, swing: the user's options (None to detect).
+
+    Returns:
+        (BeatGrid, {"meter": [{"time_signature", "score"}...], "tempo": [{"bpm", "score"}...]}),
+        best first (meter.alternatives_of).
+    """
+    beats_s, events = rhythm.track_beats(all_notes, audio_mono, sample_rate, tempo_hint_bpm=tempo_bpm,
+                                         pitched=pitched)
+    first_s = min(n.start_s for n in all_notes)
+    grid = meter.analyze_meter(beats_s, events, first_note_s=first_s, time_signature=time_signature,
+                               swing=swing)
+    return grid, meter.alternatives_of(grid)
 
 
 def _swing_ratio(positions: np.ndarray, wanted: bool | None) -> float | None:
