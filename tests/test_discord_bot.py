@@ -100,7 +100,7 @@ def test_startup_sync_help_and_autocomplete(redis_url):
                 assert len(sync) == 1 and sync[0].status == 200
                 commands = {(c["name"], c.get("type", 1)): c for c in sync[0].json}
                 assert set(commands) == {("transcribe", 1), ("status", 1), ("cancel", 1), ("help", 1),
-                                         ("defaults", 1), ("Transcribe", 3)}
+                                         ("defaults", 1), ("fix", 1), ("Transcribe", 3)}
                 opts = {o["name"]: o for o in commands[("transcribe", 1)]["options"]}
                 assert opts["file"]["type"] == 11 and opts["file"]["required"]
                 assert [c["value"] for c in opts["mode"]["choices"]] == ["auto", "solo", "piano", "stems", "multitrack"]
@@ -131,8 +131,8 @@ def test_sync_command_global_and_guild(redis_url):
     async def scenario():
         async with FakeDiscord() as fake:
             settings = bot_settings(fake, redis_url)
-            assert await sync_commands(settings) == 6
-            assert await sync_commands(settings, guild_id=int(fake.guild_id)) == 6
+            assert await sync_commands(settings) == 7
+            assert await sync_commands(settings, guild_id=int(fake.guild_id)) == 7
             assert len(fake.find("PUT", f"/applications/{fake.application_id}/commands")) == 1
             assert len(fake.find("PUT", f"/applications/{fake.application_id}/guilds/{fake.guild_id}/commands")) == 1
             assert fake._ws is None, "sync uses REST only"
@@ -351,7 +351,7 @@ def test_cli_sync_and_bad_arguments(redis_url, tmp_path):
                 fake.guild_id, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await asyncio.wait_for(process.communicate(), 60)
             assert process.returncode == 0, out.decode()
-            assert f"Synced 6 commands to server {fake.guild_id}." in out.decode()
+            assert f"Synced 7 commands to server {fake.guild_id}." in out.decode()
             assert fake.find("PUT", f"/applications/{fake.application_id}/guilds/{fake.guild_id}/commands")
     asyncio.run(scenario())
 

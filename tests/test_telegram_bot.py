@@ -78,7 +78,7 @@ def test_start_help_and_command_menu(start_bot):
     bot = start_bot()
     api = bot.api
     commands = api.wait_for(lambda a: a.calls_of("setMyCommands"))[0].params["commands"]
-    assert {c["command"] for c in commands} == {"start", "help", "transcribe", "settings", "status", "cancel"}
+    assert {c["command"] for c in commands} == {"start", "help", "transcribe", "settings", "status", "cancel", "fix"}
     api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], text="/start"))
     start = api.wait_for(last_text_containing("Send me a recording", ALICE["id"]))
     assert "/settings" in start and "mode:piano" in start

@@ -142,13 +142,14 @@ def _describe_pairs(pairs: dict) -> str:
 
 
 class TranscribeCog(commands.Cog):
-    """/transcribe, the Transcribe menu, /status, /cancel, /help and /defaults."""
+    """/transcribe, the Transcribe menu, /status, /cancel, /help, /defaults and /fix (with the score's buttons)."""
 
     defaults = app_commands.Group(name="defaults", description="Server-wide default options for /transcribe",
                                   guild_only=True)
 
     def __init__(self, bot: "StemscribeBot") -> None:
         self.bot = bot
+        self._fixes: set[asyncio.Task] = set()
         self.menu = app_commands.ContextMenu(name="Transcribe", callback=self.transcribe_message)
 
     async def cog_load(self) -> None:
@@ -268,6 +269,124 @@ class TranscribeCog(commands.Cog):
                  "Apps → Transcribe. Extra options go in the `more` field.\n\n")
         await interaction.response.send_message((intro + HELP_TEXT)[:2000], ephemeral=True)
 
+    # ------------------------------------------------------------------ corrections (bots.corrections)
+
+    @app_commands.command(name="fix")
+    @app_commands.describe(job="Which score (leave empty for your latest in this channel)",
+                           time="Another meter, e.g. 6/8", tempo="Another tempo in bpm, e.g. 140",
+                           key='Another key, e.g. "E minor"', transpose="An interval (+2, -m3) or an instrument "
+                           "(Bb-clarinet, alto-sax, F-horn)", level="Piano reduction detail",
+                           more="Other changes as words, e.g. chords:no")
+    async def fix(self, interaction: discord.Interaction, job: Optional[str] = None, time: Optional[str] = None,
+                  tempo: Optional[str] = None, key: Optional[str] = None, transpose: Optional[str] = None,
+                  level: Optional[LevelWord] = None, more: Optional[str] = None) -> None:
+        """Write one of your scores again in another meter, tempo, key, level or transposition."""
+        try:
+            pairs = _pairs(time=time, tempo=tempo, key=key, transpose=transpose, level=level, more=more)
+            if not pairs:
+                raise OptionsError("Tell me what to change.", hint="For example /fix time:6/8 or /fix transpose:Bb.")
+        except OptionsError as error:
+            await interaction.response.send_message(user_message(error), ephemeral=True)
+            return
+        if job is None:
+            jobs = await asyncio.to_thread(self.bot.jobs.jobs_for, _requester(interaction))
+            finished = [j for j in jobs if j.state == "finished"
+                        and str(j.requester.chat_id) == str(interaction.channel_id or interaction.user.id)]
+            if not finished:
+                await interaction.response.send_message("You have no score here to fix; send a recording with "
+                                                        "/transcribe first.", ephemeral=True)
+                return
+            job = finished[0].job_id
+        await self._correct(interaction, job, pairs)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """The buttons under a score (``fx:<job>:<word>=<value>``), "Other fix…" and its form."""
+        from stemscribe.bots.corrections import BUTTON_PREFIX, parse_button_data, parse_fix_text
+
+        data = interaction.data or {}
+        custom_id = str(data.get("custom_id") or "")
+        if interaction.type == discord.InteractionType.component and custom_id.startswith(f"{BUTTON_PREFIX}m:"):
+            await interaction.response.send_modal(FixForm(custom_id))
+            return
+        if interaction.type == discord.InteractionType.component:
+            parsed = parse_button_data(custom_id)
+            if parsed is not None:
+                await self._correct(interaction, *parsed)
+            return
+        if interaction.type == discord.InteractionType.modal_submit and custom_id.startswith(f"{BUTTON_PREFIX}m:"):
+            typed = " ".join(str(c.get("value") or "") for row in data.get("components", [])
+                             for c in row.get("components", []))
+            try:
+                _, changes = parse_fix_text(typed)
+            except OptionsError as error:
+                await interaction.response.send_message(user_message(error), ephemeral=True)
+                return
+            await self._correct(interaction, custom_id.split(":", 1)[1], changes)
+
+    async def _correct(self, interaction: discord.Interaction, job_id: str, changes: dict) -> None:
+        """Queue a correction (refusals and expiry answered privately), then post the version as a new message."""
+        from stemscribe.bots import corrections
+        from stemscribe.core.revise import version_label
+
+        moderator = bool(interaction.guild_id) and bool(getattr(interaction.permissions, "manage_messages", False))
+        try:
+            correction = await corrections.submit(self.bot.jobs, job_id, changes, _requester(interaction),
+                                                  moderator=moderator)
+            status = await asyncio.to_thread(self.bot.jobs.status, job_id)
+        except StemscribeError as error:
+            await interaction.response.send_message(user_message(error), ephemeral=True)
+            return
+        label = version_label(correction.version, changes)
+        await interaction.response.send_message(f"Writing {label}\u2026")
+        title = str((status.requester.reply or {}).get("title") or "score")
+        task = asyncio.create_task(self._post_version(interaction, correction, title, label),
+                                   name=f"fix-{correction.correction_id}")
+        self._fixes.add(task)
+        task.add_done_callback(self._fixes.discard)
+
+    async def _post_version(self, interaction: discord.Interaction, correction, title: str, label: str) -> None:
+        """Edit the "Writing version n" message into the version: embed, preview, files, the buttons again."""
+        import io
+
+        from stemscribe.bots import corrections
+        from stemscribe.bots.common import summary_line
+
+        from .delivery import RESULT_COLOUR, fix_view, upload_name
+
+        try:
+            output, error = await corrections.follow_version(self.bot.jobs, correction.correction_id)
+            if output is None:
+                await interaction.edit_original_response(content=user_message(error or {},
+                                                                              job_id=correction.correction_id))
+                return
+            slug = upload_name("score.pdf", title)[: -len(".pdf")]
+            names = corrections.delivered_names(output.artifacts)[:10]
+            files, preview = [], None
+            for name in names:
+                data = await asyncio.to_thread(self.bot.jobs.fetch_artifact, correction.job_id, name)
+                filename = corrections.version_file_name(slug, name)
+                files.append(discord.File(io.BytesIO(data), filename=filename))
+                if name.endswith("/preview.png"):
+                    preview = filename
+            caption = corrections.version_caption(output.summary)
+            embed = discord.Embed(title=f"{title} \u2014 {label}"[:256], colour=RESULT_COLOUR,
+                                  description=summary_line(output.summary)[:4000] or None)
+            if preview:
+                embed.set_image(url=f"attachment://{preview}")
+            embed.set_footer(text=f"job {correction.job_id}")
+            await interaction.edit_original_response(content=caption[:2000], embed=embed, attachments=files,
+                                                     view=fix_view(correction.job_id, output.summary))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a background task: the user still hears about it
+            log.error("delivering correction %s failed", correction.correction_id, exc_info=error)
+            try:
+                await interaction.edit_original_response(content=user_message(error,
+                                                                              job_id=correction.correction_id))
+            except discord.HTTPException:
+                log.warning("could not tell the user about correction %s", correction.correction_id)
+
     # ------------------------------------------------------------------ server defaults
 
     @defaults.command(name="show")
@@ -313,6 +432,19 @@ class TranscribeCog(commands.Cog):
             await asyncio.to_thread(self.bot.jobs.save_defaults, defaults_scope(interaction.guild_id),
                                     {key: None for key in saved})
         await interaction.response.send_message("Server defaults cleared.", ephemeral=True)
+
+
+class FixForm(discord.ui.Modal, title="Fix this score"):
+    """The "Other fix…" form: any correction typed as option words."""
+
+    changes = discord.ui.TextInput(label="What to change", placeholder='time:6/8 tempo:140 key:"E minor" transpose:Bb',
+                                   max_length=200)
+
+    def __init__(self, custom_id: str) -> None:
+        super().__init__(custom_id=custom_id, timeout=None)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        """Answered by TranscribeCog.on_interaction, which sees every form of ours, also after a restart."""
 
 
 def instrument_choices(current: str) -> list[app_commands.Choice[str]]:

@@ -1,7 +1,7 @@
 """How a finished job's files reach Discord: upload planning and the three routes.
 
 Exports: PlannedFile, UploadPlan, plan_uploads, upload_name, Route, InteractionRoute,
-ChannelRoute, DirectMessageRoute, deliver, MAX_FILES_PER_MESSAGE.
+ChannelRoute, DirectMessageRoute, deliver, fix_view, MAX_FILES_PER_MESSAGE.
 
 Discord caps each message at 10 files and each upload at a size that depends on
 the guild's boost tier (the interaction tells us the real figure). plan_uploads
@@ -137,12 +137,12 @@ class Route:
     name = "route"
 
     async def first(self, *, content: str, embed: discord.Embed | None = None,
-                    files: Sequence[discord.File] = ()) -> None:
-        """Post the main message (the result, or the final error text)."""
-        await self.send(content=content, embed=embed, files=files)
+                    files: Sequence[discord.File] = (), view: discord.ui.View | None = None) -> None:
+        """Post the main message (the result, or the final error text), with its buttons (view) if any."""
+        await self.send(content=content, embed=embed, files=files, view=view)
 
     async def send(self, *, content: str, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> None:
+                   files: Sequence[discord.File] = (), view: discord.ui.View | None = None) -> None:
         raise NotImplementedError
 
 
@@ -155,12 +155,15 @@ class InteractionRoute(Route):
         self.interaction = interaction
 
     async def first(self, *, content: str, embed: discord.Embed | None = None,
-                    files: Sequence[discord.File] = ()) -> None:
-        await self.interaction.edit_original_response(content=content, embed=embed, attachments=list(files))
+                    files: Sequence[discord.File] = (), view: discord.ui.View | None = None) -> None:
+        extra = {"view": view} if view is not None else {}
+        await self.interaction.edit_original_response(content=content, embed=embed, attachments=list(files), **extra)
 
     async def send(self, *, content: str, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> None:
+                   files: Sequence[discord.File] = (), view: discord.ui.View | None = None) -> None:
         kwargs = {"embed": embed} if embed is not None else {}
+        if view is not None:
+            kwargs["view"] = view
         await self.interaction.followup.send(content=content or None, files=list(files), wait=True, **kwargs)
 
 
@@ -174,12 +177,14 @@ class ChannelRoute(Route):
         self.user = user
 
     async def first(self, *, content: str, embed: discord.Embed | None = None,
-                    files: Sequence[discord.File] = ()) -> None:
-        await self.send(content=f"{self.user.mention} {content}", embed=embed, files=files)
+                    files: Sequence[discord.File] = (), view: discord.ui.View | None = None) -> None:
+        await self.send(content=f"{self.user.mention} {content}", embed=embed, files=files, view=view)
 
     async def send(self, *, content: str, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> None:
+                   files: Sequence[discord.File] = (), view: discord.ui.View | None = None) -> None:
         kwargs = {"embed": embed} if embed is not None else {}
+        if view is not None:
+            kwargs["view"] = view
         await self.channel.send(content=content.strip()[:MAX_CONTENT_CHARS] or None, files=list(files),
                                 allowed_mentions=discord.AllowedMentions(users=[self.user], everyone=False,
                                                                          roles=False), **kwargs)
@@ -196,12 +201,31 @@ class DirectMessageRoute(Route):
         self._explained = False
 
     async def send(self, *, content: str, embed: discord.Embed | None = None,
-                   files: Sequence[discord.File] = ()) -> None:
+                   files: Sequence[discord.File] = (), view: discord.ui.View | None = None) -> None:
         if not self._explained:
             content = f"{self.reason}\n{content}".strip()
             self._explained = True
         kwargs = {"embed": embed} if embed is not None else {}
+        if view is not None:
+            kwargs["view"] = view
         await self.user.send(content=content[:MAX_CONTENT_CHARS] or None, files=list(files), **kwargs)
+
+
+def fix_view(job_id: str, summary: dict) -> discord.ui.View | None:
+    """The correction buttons under a score (bots.corrections.suggestions) plus "Other fix…", which opens a form.
+
+    The buttons have no callbacks of their own: TranscribeCog.on_interaction answers every
+    ``fx:`` custom id, so they keep working after a restart. None when there is nothing to offer.
+    """
+    from stemscribe.bots.corrections import BUTTON_PREFIX, button_data, suggestions
+
+    view = discord.ui.View(timeout=None)
+    for suggestion in suggestions(summary):
+        view.add_item(discord.ui.Button(label=suggestion.label[:80], style=discord.ButtonStyle.secondary,
+                                        custom_id=button_data(job_id, suggestion.changes)))
+    view.add_item(discord.ui.Button(label="Other fix\u2026", style=discord.ButtonStyle.primary,
+                                    custom_id=f"{BUTTON_PREFIX}m:{job_id}"))
+    return view
 
 
 #: Builds the message(s) for a route; deliver() retries it on the next route after a failure.

@@ -37,6 +37,7 @@ from .delivery import (
     Route,
     UploadPlan,
     deliver,
+    fix_view,
     is_expired_token,
     plan_uploads,
     too_large_note,
@@ -301,7 +302,7 @@ async def _post_result(route: Route, plan: UploadPlan, summary: dict, watch: Job
         if index == 0:
             content = "Your score is ready." + (f" ({total} messages)" if total > 1 else "")
             await route.first(content=(content + tail).strip(), embed=_result_embed(plan, summary, watch),
-                              files=files)
+                              files=files, view=fix_view(watch.job_id, summary))
         else:
             await route.send(content=f"Part {index + 1} of {total}." + tail, files=files)
         await progress.posted([p.artifact for p in group])
