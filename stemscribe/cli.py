@@ -30,8 +30,25 @@ log = logging.getLogger("stemscribe")
 #: Modules that add their own subcommands with register(subparsers).
 _COMMAND_MODULES = ("cmd_worker", "cmd_models", "cmd_telegram", "cmd_discord", "cmd_doctor", "cmd_example")
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, every subcommand included."""
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option or --config's value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(*, transcribe_only: bool = False) -> argparse.ArgumentParser:
+    """The full argument parser, every subcommand included.
+
+    Args:
+        transcribe_only: add only the ``transcribe`` subcommand. The other
+            command modules import the chat bots' and the queue's libraries
+            (about a second of start-up), which ``stemscribe transcribe`` never needs.
+    """
     parser = argparse.ArgumentParser(
         prog="stemscribe",
         description="Turn recordings into engraved sheet music (PDF, PNG preview, MusicXML, MIDI).",
@@ -43,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_transcribe(sub)
-    for name in _COMMAND_MODULES:
+    for name in () if transcribe_only else _COMMAND_MODULES:
         try:
             module = importlib.import_module(f"stemscribe.{name}")
         except ModuleNotFoundError as exc:  # an optional front end not installed in this build
@@ -157,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code: 0 ok, 2 user error (bad input or options), 1 bug.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(transcribe_only=_command_word(argv) == "transcribe")
     # Files and key:value option words may come before or after the flags
     # (`transcribe song.ogg --out x mode:piano`); argparse alone stops at the flags.
     args, extras = parser.parse_known_args(argv)

@@ -66,6 +66,7 @@ mixes unchanged); runs of 2..4 notes, notes up to 80..120 ms and starts up to
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -360,12 +361,18 @@ def _cut_overlaps(notes: list[Note]) -> list[Note]:
     return sort_notes(out)
 
 
+def _ignore_progress(fraction: float) -> None:
+    """A progress callback that drops what it is told."""
+
+
 class TwoModelEngine:
     """An engine made of the cache's basic-pitch and transkun; it loads no model of its own.
 
     transcribe() splits the progress (basic-pitch's model takes the first
     BASIC_PITCH_PROGRESS_SHARE, transkun runs up to TRANSKUN_PROGRESS_END, the
-    subclass's own last step the rest) and calls ``_run``.
+    subclass's own last step the rest) and calls ``_run``. FusionEngine runs
+    basic-pitch on a second thread while transkun runs, so its share is reported
+    at once when transkun starts.
 
     Args:
         basic_pitch: a loaded BasicPitchEngine (shared with the cache).
@@ -432,10 +439,18 @@ class FusionEngine(TwoModelEngine):
 
     def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
              bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
-        # basic-pitch's run also yields the STFT (on its frame grid) for the onset refinement.
-        bp_notes, frames, onsets, spectrum = self.basic_pitch.transcribe_with_activations(
-            samples_mono, sample_rate, params=params_for(instrument), progress=bp_progress)
-        bp_progress(1.0)
-        tk_notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
-                                            progress=tk_progress)
+        # basic-pitch runs on its own thread while transkun runs here: both libraries
+        # release the GIL inside their kernels, and transkun's Python-side CRF decoding
+        # leaves a core idle that basic-pitch can use. Each engine keeps its own lock,
+        # so the notes are the same as run one after the other.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="basic-pitch") as pool:
+            # basic-pitch's run also yields the STFT (on its frame grid) for the onset refinement.
+            # Its progress is not reported from that thread (the reporter is not
+            # thread-safe, and two interleaved counters would not be monotonic).
+            bp_future = pool.submit(self.basic_pitch.transcribe_with_activations, samples_mono, sample_rate,
+                                    params=params_for(instrument), progress=_ignore_progress)
+            tk_progress(0.0)
+            tk_notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
+                                                progress=tk_progress)
+            bp_notes, frames, onsets, spectrum = bp_future.result()
         return fuse_notes(tk_notes, bp_notes, Posteriors(frames, onsets), self.params, spectrum)

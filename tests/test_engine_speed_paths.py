@@ -1,0 +1,127 @@
+"""The fast engine paths (issue 21): same notes as the reference paths, and in use by default.
+
+- transkun's fast interval scorer computes exactly what transkun's own does.
+- TranskunEngine uses the fast path unless asked for the reference one, and both
+  give the same notes on a short piano clip (slow: runs the model).
+- The fusion engine runs basic-pitch concurrently with transkun.
+- `stemscribe transcribe` builds its parser without importing the bots, the
+  queue or any model library.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemscribe.core.notes import Note
+
+DEVSET = Path(__file__).resolve().parents[1].parent / "shared" / "devset"
+
+
+def test_fast_interval_scorer_equals_transkuns_own():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transkun")
+    from transkun.LayersTransformer import ScaledInnerProductIntervalScorer
+
+    from stemscribe.core.engines.transkun import _fast_interval_scores
+
+    torch.manual_seed(0)
+    scorer = ScaledInnerProductIntervalScorer(16, 1).eval()
+    ctx = torch.randn(2, 5, 37, 16)  # batch, pitches, frames, features
+    with torch.inference_mode():
+        want = scorer(ctx)
+        got = _fast_interval_scores(scorer, ctx)
+    for w, g in zip(want, got):
+        assert w.shape == g.shape
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
+    # the diagonal (a note one frame long) is the model's own score, not a product
+    assert torch.equal(got[0][torch.arange(37), torch.arange(37)], want[0][torch.arange(37), torch.arange(37)])
+
+
+@pytest.mark.slow
+def test_transkun_fast_path_is_default_and_gives_the_reference_notes():
+    pytest.importorskip("transkun")
+    from stemscribe.core.audio import decode
+    from stemscribe.core.engines.transkun import TranskunEngine, _fast_interval_scores
+
+    clip = next((DEVSET / "03-maple-leaf-rag-piano").glob("audio.*"), None)
+    if clip is None:
+        pytest.skip("dev set not available")
+    x = decode(clip, sample_rate=44100, mono=True).samples[0][:6 * 44100]
+    fast = TranskunEngine(threads=2)
+    assert fast.fast and fast._model.scorer.forward.__func__ is _fast_interval_scores
+    assert fast._model.backbone.useGradientCheckpoint is False
+    reference = TranskunEngine(threads=2, fast=False)
+    assert reference._model.backbone.useGradientCheckpoint is True
+    got, want = fast.transcribe(x, 44100), reference.transcribe(x, 44100)
+    assert len(want) > 10
+    # Tolerance: same pitches and velocities, onsets and ends within 1 ms (the arithmetic is the same).
+    assert [(n.pitch, n.velocity) for n in got] == [(n.pitch, n.velocity) for n in want]
+    assert np.allclose([n.start_s for n in got], [n.start_s for n in want], atol=1e-3)
+    assert np.allclose([n.end_s for n in got], [n.end_s for n in want], atol=1e-3)
+
+
+class _WaitingBasicPitch:
+    """basic-pitch stand-in that finishes only once transkun has started."""
+
+    def __init__(self, transkun_started: threading.Event) -> None:
+        self.started = transkun_started
+        self.thread = None
+
+    def transcribe_with_activations(self, samples, sample_rate, *, instrument=None, progress=None, params=None):
+        self.thread = threading.current_thread()
+        assert self.started.wait(timeout=5), "basic-pitch ran alone: transkun had not started"
+        frames = np.zeros((int(len(samples) / 256), 88), np.float32)
+        return [], frames, frames.copy(), None
+
+
+class _SignallingTranskun:
+    def __init__(self, started: threading.Event) -> None:
+        self.started = started
+
+    def transcribe(self, samples, sample_rate, *, instrument=None, progress=None):
+        self.started.set()
+        progress(1.0)
+        return [Note(0.5, 0.9, 60, 70)]
+
+
+def test_fusion_runs_basic_pitch_while_transkun_runs():
+    from stemscribe.core.engines.fusion import FusionEngine
+
+    started = threading.Event()
+    bp = _WaitingBasicPitch(started)
+    engine = FusionEngine(bp, _SignallingTranskun(started))
+    seen: list[float] = []
+    notes = engine.transcribe(np.zeros(2 * 22050, np.float32), 22050, progress=seen.append)
+    assert [(n.pitch, n.start_s) for n in notes] == [(60, 0.5)]
+    assert bp.thread is not threading.main_thread()
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_transcribe_command_parses_without_heavy_imports():
+    code = (
+        "import sys\n"
+        "from stemscribe.cli import _command_word, build_parser\n"
+        "argv = ['transcribe', 'a.ogg', '--out', 'x']\n"
+        "assert _command_word(['--config', 'transcribe', 'worker']) == 'worker'\n"
+        "p = build_parser(transcribe_only=_command_word(argv) == 'transcribe')\n"
+        "p.parse_known_args(argv)\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'librosa', 'music21', 'demucs', 'basic_pitch',"
+        " 'discord', 'telegram', 'redis', 'rq') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_full_parser_still_lists_every_command():
+    from stemscribe.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "transcribe" in text and "worker" in text and "doctor" in text
