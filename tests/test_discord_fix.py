@@ -100,6 +100,22 @@ def test_buttons_fix_refusal_and_expiry(worker, redis_url, tmp_path):  # noqa: F
                 summary = json.loads(client.fetch_artifact(job_id, "v3/result.json"))
                 assert summary["time_signature"] == meter
 
+                # "Other fix…" opens a form; what is typed there makes version 4.
+                other = next(i for i in ids if i.startswith("fxm:"))
+                opened = _click(fake, ann, other, score)
+                await fake.dispatch("INTERACTION_CREATE", opened)
+                callback = await fake.wait_for(lambda c: opened["token"] in c.path and c.path.endswith("/callback"))
+                assert callback.json["type"] == 9 and callback.json["data"]["custom_id"] == other
+                form = fake._interaction_base(ann, channel_id=None, permissions=MEMBER,  # noqa: SLF001
+                                              app_permissions=MEMBER | 0x4000 | 0x8000,
+                                              attachment_size_limit=10 * 1024 * 1024)
+                field_id = callback.json["data"]["components"][0]["components"][0]["custom_id"]
+                form.update(type=5, data={"custom_id": other, "components": [{"type": 1, "components": [
+                    {"type": 4, "custom_id": field_id, "value": 'key:"E minor"'}]}]})
+                await fake.dispatch("INTERACTION_CREATE", form)
+                v4 = await version_message(fake, form)
+                assert v4.json["content"].startswith("Version 4: E minor"), v4.json["content"]
+
                 # After expiry, a click says so and how to send it again.
                 client.store.delete(job_id)
                 late = _click(fake, ann, meters[0], score)
