@@ -94,3 +94,8 @@ TAB_HELD_CLASH_COST = 20.0
 TAB_HELD_STRETCH_COST = 3.0
 #: Most candidate hand states kept per note or chord in the fingering search.
 TAB_MAX_STATES = 120
+
+#: Sample rate of the mix a job keeps for corrections (core.revise): the rate beat tracking reads audio at.
+KEPT_SAMPLE_RATE_HZ = 22050
+#: Most sharps or flats a transposed key signature may have before it is respelled enharmonically.
+TRANSPOSE_MAX_KEY_ACCIDENTALS = 6

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import defaults
 from .errors import JobNotFoundError, OptionsError
 from .notes import Note, Track
 from .options import Options, options_from_pairs
@@ -33,8 +34,8 @@ from .toolkit import Limits
 
 #: The kept material's files, written next to the score files and expiring with them.
 KEPT_FILES: tuple[str, ...] = ("performance.json", "performance.npz")
-#: Sample rate (Hz) of the kept mix: the rate beat tracking reads audio at (core.notation.rhythm).
-KEPT_SAMPLE_RATE = 22050
+#: Sample rate of the kept mix (defaults.KEPT_SAMPLE_RATE_HZ), under the name this module exports.
+KEPT_SAMPLE_RATE = defaults.KEPT_SAMPLE_RATE_HZ
 #: Format version of performance.json.
 KEPT_FORMAT = 1
 #: Options a correction may change; everything else stays as the job had it.

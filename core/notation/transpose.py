@@ -24,10 +24,11 @@ from music21 import interval as m21interval
 from music21 import key as m21key
 from music21 import stream
 
+from .. import defaults
 from ..errors import OptionsError
 
 #: Most sharps or flats a transposed key signature may have before it is respelled.
-MAX_KEY_ACCIDENTALS = 6
+MAX_KEY_ACCIDENTALS = defaults.TRANSPOSE_MAX_KEY_ACCIDENTALS
 
 #: Target instrument word -> (name printed on the part, interval from concert to written pitch).
 TRANSPOSING_INSTRUMENTS: dict[str, tuple[str, str]] = {
