@@ -3,7 +3,7 @@
 - transkun's fast interval scorer computes exactly what transkun's own does.
 - TranskunEngine uses the fast path unless asked for the reference one, and both
   give the same notes on a short piano clip (slow: runs the model).
-- The fusion engine runs basic-pitch concurrently with transkun.
+- The fusion engine, asked to, runs basic-pitch concurrently with transkun.
 - `stemscribe transcribe` builds its parser without importing the bots, the
   queue or any model library.
 """
@@ -95,7 +95,7 @@ def test_fusion_runs_basic_pitch_while_transkun_runs():
 
     started = threading.Event()
     bp = _WaitingBasicPitch(started)
-    engine = FusionEngine(bp, _SignallingTranskun(started))
+    engine = FusionEngine(bp, _SignallingTranskun(started), concurrent=True)
     seen: list[float] = []
     notes = engine.transcribe(np.zeros(2 * 22050, np.float32), 22050, progress=seen.append)
     assert [(n.pitch, n.start_s) for n in notes] == [(60, 0.5)]

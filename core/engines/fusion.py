@@ -370,9 +370,9 @@ class TwoModelEngine:
 
     transcribe() splits the progress (basic-pitch's model takes the first
     BASIC_PITCH_PROGRESS_SHARE, transkun runs up to TRANSKUN_PROGRESS_END, the
-    subclass's own last step the rest) and calls ``_run``. FusionEngine runs
-    basic-pitch on a second thread while transkun runs, so its share is reported
-    at once when transkun starts.
+    subclass's own last step the rest) and calls ``_run``. FusionEngine with
+    ``concurrent=True`` runs basic-pitch on a second thread while transkun runs,
+    and reports its share at once when transkun starts.
 
     Args:
         basic_pitch: a loaded BasicPitchEngine (shared with the cache).
@@ -428,17 +428,30 @@ class FusionEngine(TwoModelEngine):
     Args:
         basic_pitch, transkun: as for TwoModelEngine.
         params: merge settings (defaults are the measured best).
+        concurrent: run basic-pitch on a second thread while transkun runs (same
+            notes). Off by default: on 2 busy cores it cost about 35 % more process
+            CPU time over the dev set's four mixes (both libraries' thread pools
+            contend) and its wall-time gain could not be shown (bench/speed.py).
     """
 
     name = "fusion"
 
     def __init__(self, basic_pitch: BasicPitchEngine, transkun: TranskunEngine,
-                 params: FusionParams | None = None) -> None:
+                 params: FusionParams | None = None, *, concurrent: bool = False) -> None:
         super().__init__(basic_pitch, transkun)
         self.params = params or FusionParams()
+        self.concurrent = bool(concurrent)
 
     def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
              bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
+        if not self.concurrent:
+            # basic-pitch's run also yields the STFT (on its frame grid) for the onset refinement.
+            bp_notes, frames, onsets, spectrum = self.basic_pitch.transcribe_with_activations(
+                samples_mono, sample_rate, params=params_for(instrument), progress=bp_progress)
+            bp_progress(1.0)
+            tk_notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
+                                                progress=tk_progress)
+            return fuse_notes(tk_notes, bp_notes, Posteriors(frames, onsets), self.params, spectrum)
         # basic-pitch runs on its own thread while transkun runs here: both libraries
         # release the GIL inside their kernels, and transkun's Python-side CRF decoding
         # leaves a core idle that basic-pitch can use. Each engine keeps its own lock,
