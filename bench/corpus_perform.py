@@ -241,6 +241,7 @@ class Performance:
     pickup_q: float
     first_note_s: float
     conditions: dict
+    downbeat_s: float = 0.0   # performance time of the first downbeat (after the pickup)
 
 
 def _metric_weight(pos_q: float, ts: str, bar_q: float) -> float:
@@ -327,7 +328,7 @@ def perform(excerpt: dict, seed: int, *, damage: bool = True) -> Performance:
     periods = np.diff([to_s(q) for q in beat_grid])
     tempo = float(np.median(60.0 / periods * BEAT_QUARTERS[ts])) if len(periods) else quarter_bpm
     first = min(n.start_s for n in out)
-    return Performance(key, out, ts, round(tempo, 2), pickup, first, conditions)
+    return Performance(key, out, ts, round(tempo, 2), pickup, first, conditions, round(to_s(pickup), 4))
 
 
 #: Damage rates drawn per piece (ranges like basic-pitch's errors on clean recordings).

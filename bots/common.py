@@ -269,7 +269,25 @@ def summary_line(result: Mapping[str, Any]) -> str:
     line = " · ".join(bits)
     unpreviewed = _unpreviewed_pages_note(result, pages)
     notes = ([unpreviewed] if unpreviewed else []) + [str(w) for w in result.get("user_notes", [])][:2]
+    close = close_meter_note(result)
+    notes = ([close] if close else []) + notes
     return line + ("\n" + "\n".join(notes) if notes else "")
+
+
+#: The runner-up meter is worth a line when its score is at least this share of the written one's.
+CLOSE_METER_RATIO = 0.6
+
+
+def close_meter_note(result: Mapping[str, Any]) -> str:
+    """"3/4 or 6/8: I wrote 3/4" when result.json's top two meter alternatives are close, else ""."""
+    meters = (result.get("alternatives") or {}).get("meter") or []
+    if len(meters) < 2:
+        return ""
+    first, second = meters[0], meters[1]
+    s1, s2 = float(first.get("score", 0.0)), float(second.get("score", 0.0))
+    if s2 <= 0 or s2 < CLOSE_METER_RATIO * s1:
+        return ""
+    return f"{first['time_signature']} or {second['time_signature']}: I wrote {first['time_signature']}"
 
 
 def _unpreviewed_pages_note(result: Mapping[str, Any], pages: int) -> str:
@@ -285,6 +303,6 @@ def _unpreviewed_pages_note(result: Mapping[str, Any], pages: int) -> str:
 
 __all__ = [
     "ARTIFACT_ORDER", "HELP_TEXT", "STAGE_LABELS", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
-    "artifact_caption", "caption_options", "delivery_order", "format_duration", "has_option_words",
+    "artifact_caption", "caption_options", "close_meter_note", "delivery_order", "format_duration", "has_option_words",
     "page_caption", "preview_page", "progress_text", "summary_line", "user_message",
 ]

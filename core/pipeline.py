@@ -246,6 +246,7 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         files=files,
         kept_files=kept_files,
         transposed_for=transposed_for,
+        alternatives=getattr(notation, "alternatives", None) or {},
     )
     _write_json(out_dir / "result.json", result)
     reporter(Stage.DONE, 1.0, None)

@@ -55,6 +55,8 @@ class Notation:
     seconds_to_quarters: maps performance time to score time (for aligned outputs).
     swing: where the swung second eighths sat in the beat (written straight under
     a "Swing" mark), or None for straight music.
+    alternatives: ranked readings, the written one first: {"meter": [{"time_signature",
+    "score"}], "tempo": [{"bpm", "score"}]} (scores 0..1, meter.alternatives_of).
     """
 
     score: stream.Score
