@@ -1,7 +1,7 @@
 # Everyday commands. `make setup` once, then `make example` / `make test`.
 PY := .venv/bin/python
 
-.PHONY: setup example test test-fast bench bench-peers clean
+.PHONY: setup example test test-fast bench bench-corpus bench-peers clean
 
 setup:            ## system packages + .venv + stemscribe (editable)
 	bash scripts/setup
@@ -15,9 +15,13 @@ test:             ## the whole test suite (starts its own redis-server, fake cha
 test-fast:        ## skip the tests that run real models on clips
 	$(PY) -m pytest -q -m "not slow" tests
 
-bench:            ## dev-set benchmark: quality + timings vs plain basic-pitch (see README)
+bench:            ## dev-set benchmark: quality + timings vs plain basic-pitch (see README), then the corpus bench
 	$(PY) bench/run_devset.py
 	$(PY) bench/gt_check.py
+	$(MAKE) bench-corpus
+
+bench-corpus:     ## meter/tempo/pickup on 333 music21 corpus excerpts, train + validation (~1 min; first run parses ~12 min)
+	nice -n 5 $(PY) bench/corpus_bench.py
 
 clean:
 	rm -rf out bench/results .pytest_cache
