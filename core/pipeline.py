@@ -216,7 +216,8 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     with timer.stage("engrave"):
         reporter(Stage.ENGRAVE, 0.1, "Engraving with LilyPond")
         engraved = engrave(out_dir / "score.musicxml", out_dir, title=title, composer=composer,
-                           subtitle=transposed_for, timeout_s=limits.lilypond_timeout_s)
+                           subtitle="; ".join(t for t in (transposed_for, notation.tab_header) if t) or None,
+                           timeout_s=limits.lilypond_timeout_s)
         reporter(Stage.ENGRAVE, 1.0, None)
 
     files = _score_files(engraved.preview_paths)
