@@ -13,16 +13,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Iterable, Mapping
+from dataclasses import replace
+from typing import Any, Mapping
 
-from stemscribe.core.engrave import preview_page
-from stemscribe.core.errors import (
-    CancelledError,
-    OptionsError,
-    StemscribeError,
-    TransientError,
-    UserError,
-)
+from stemscribe.core.contract import DELIVERED_FILES, JobError, JobState, delivery_order, is_stem_file, preview_page
+from stemscribe.core.errors import OptionsError, StemscribeError
 from stemscribe.core.options import OPTION_KEYS, Options, options_from_pairs, parse_options
 
 log = logging.getLogger(__name__)
@@ -54,8 +49,8 @@ HELP_TEXT = (
     "  stems:yes score:no   (just the separated audio)"
 )
 
-#: Order in which result files are delivered, and how each is described (see delivery_order).
-ARTIFACT_ORDER: tuple[str, ...] = ("preview.png", "score.pdf", "score.musicxml", "score.mid", "notes.mid")
+#: Order in which result files are delivered (core.contract owns it; see delivery_order).
+ARTIFACT_ORDER: tuple[str, ...] = DELIVERED_FILES
 _CAPTIONS = {
     "preview.png": "Preview (first page)",
     "score.pdf": "Score (PDF)",
@@ -67,7 +62,7 @@ _CAPTIONS = {
 
 def artifact_caption(name: str) -> str:
     """A short description of one result file for chat captions."""
-    if name.startswith("stems/"):
+    if is_stem_file(name):
         return f"Stem: {name.split('/', 1)[1].rsplit('.', 1)[0]}"
     page = preview_page(name)
     if page is not None and page > 1:
@@ -80,25 +75,6 @@ def page_caption(name: str, result: Mapping[str, Any]) -> str:
     page = preview_page(name) or 1
     pages = int(result.get("pages") or 0)
     return f"Page {page} of {pages}" if pages >= page else f"Page {page}"
-
-
-def _delivery_key(name: str) -> tuple[int, int, str]:
-    page = preview_page(name)
-    if page is not None:
-        return 0, page, name
-    if name in ARTIFACT_ORDER:
-        return ARTIFACT_ORDER.index(name), 0, name
-    return len(ARTIFACT_ORDER), 0, name
-
-
-def delivery_order(names: Iterable[str]) -> list[str]:
-    """The result files the bots send, in the order they send them; other files are left out.
-
-    Every page's preview first (preview.png, preview-2.png, ...), then the PDF,
-    MusicXML, MIDI and performance MIDI, then the stems by name.
-    """
-    sent = [n for n in names if n in ARTIFACT_ORDER or preview_page(n) is not None or n.startswith("stems/")]
-    return sorted(sent, key=_delivery_key)
 
 
 _OPTION_WORD = re.compile(r"^([A-Za-z_\-]+)[:=](.*)$", re.S)
@@ -159,42 +135,20 @@ def user_message(error: BaseException | Mapping[str, Any] | None, *, job_id: str
     Returns:
         One or two plain sentences.
     """
-    ref = f" (reference: {job_id})" if job_id else ""
-    if isinstance(error, Mapping):
-        kind = str(error.get("type", ""))
-        message, hint = error.get("message"), error.get("hint")
-        if error.get("user_error") or kind in _USER_ERROR_NAMES:
-            return _join(message, hint)
-        if kind == "CancelledError":
-            return "Cancelled."
-        if kind == "TransientError":
-            return "A service I depend on hiccuped. Please try again in a minute" + ref + "."
-        return "Sorry, something went wrong on my side while writing your score" + ref + ". It has been logged."
-    if isinstance(error, UserError):
-        return _join(error.message, error.hint)
-    if isinstance(error, CancelledError):
-        return "Cancelled."
-    if isinstance(error, TransientError):
-        return "A service I depend on hiccuped. Please try again in a minute" + ref + "."
-    return "Sorry, something went wrong on my side while writing your score" + ref + ". It has been logged."
+    if error is None or isinstance(error, Mapping):
+        payload = JobError.from_dict(error)
+        if job_id:
+            payload = replace(payload, reference=job_id)
+    else:
+        payload = JobError.from_exception(error, reference=job_id)
+    return payload.user_text()
 
 
-def _user_error_names() -> set[str]:
-    names: set[str] = set()
-    stack = [UserError]
-    while stack:
-        cls = stack.pop()
-        names.add(cls.__name__)
-        stack.extend(cls.__subclasses__())
-    return names
-
-
-_USER_ERROR_NAMES = _user_error_names()
-
-
-def _join(message: Any, hint: Any) -> str:
-    message = str(message or "That did not work.")
-    return f"{message} {hint}" if hint else message
+def outcome_text(state: str, error: Mapping[str, Any] | None, *, job_id: str | None = None) -> str:
+    """What both chats say of a job that ended without a score (failed or cancelled)."""
+    if JobState(state) is JobState.CANCELLED:
+        return JobError.cancelled_job().user_text()
+    return user_message(error or {}, job_id=job_id)
 
 
 def progress_text(state: str, *, stage: str | None = None, percent: float | None = None,
@@ -304,5 +258,5 @@ def _unpreviewed_pages_note(result: Mapping[str, Any], pages: int) -> str:
 __all__ = [
     "ARTIFACT_ORDER", "HELP_TEXT", "STAGE_LABELS", "MODE_DESCRIPTIONS", "OPTIONS_HELP", "StemscribeError",
     "artifact_caption", "caption_options", "close_meter_note", "delivery_order", "format_duration", "has_option_words",
-    "page_caption", "preview_page", "progress_text", "summary_line", "user_message",
+    "outcome_text", "page_caption", "preview_page", "progress_text", "summary_line", "user_message",
 ]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import defaults
+from .plan import format_clock, format_size
 from .errors import (
     AudioTooLargeError,
     AudioTooLongError,
@@ -46,8 +47,6 @@ _AUDIO_MAGIC = (b"OggS", b"RIFF", b"fLaC", b"ID3", b"\x1a\x45\xdf\xa3", b"FORM",
 _FORMAT_NAMES = "voice notes (OGG/Opus), MP3, M4A/AAC, WAV, FLAC, WebM, or a video with sound (MP4, MOV, MKV)"
 #: Decoding may end a little short of the header's duration (encoder padding, rounding).
 _SHORTFALL_TOLERANCE_S = 0.5
-#: Decoding may run a little past the limit before we call the file too long.
-_LENGTH_GRACE_S = 0.5
 #: Output formats of encode(): ffmpeg codec arguments and container.
 ENCODE_FORMATS: dict[str, list[str]] = {
     "opus": ["-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-f", "ogg"],
@@ -147,14 +146,6 @@ class Audio:
             g = math.gcd(self.sample_rate, sample_rate)
             out = resample_poly(self.samples, sample_rate // g, self.sample_rate // g, axis=1).astype(np.float32)
         return replace(self, samples=out, sample_rate=sample_rate)
-
-
-def format_clock(seconds: float) -> str:
-    """Seconds as m:ss (or h:mm:ss), the way musicians read lengths: 751 -> "12:31"."""
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _short_report(stderr: str, *, max_chars: int = 240) -> str:
@@ -270,7 +261,7 @@ def _too_long(name: str, duration_s: float, max_duration_s: float, *, at_least: 
 
 
 def _too_large(name: str, size_bytes: int, max_bytes: int) -> AudioTooLargeError:
-    return AudioTooLargeError(f"{name} is {size_bytes / 1e6:.1f} MB; this server takes files up to {max_bytes / 1e6:.1f} MB.",
+    return AudioTooLargeError(f"{name} is {format_size(size_bytes)}; this server takes files up to {format_size(max_bytes)}.",
                               hint="Send a compressed version (MP3, OGG or M4A) or a shorter section.")
 
 
@@ -299,7 +290,7 @@ def check_limits(info: AudioInfo, *, max_duration_s: float = defaults.MAX_DURATI
     if not info.has_audio:
         raise UnsupportedFormatError(f"{name} has no sound track.", hint=f"Send {_FORMAT_NAMES}.")
     if info.duration_s is not None:
-        if info.duration_s > max_duration_s + _LENGTH_GRACE_S:
+        if info.duration_s > max_duration_s + defaults.DURATION_GRACE_S:
             raise _too_long(name, info.duration_s, max_duration_s)
         if info.duration_s < min_duration_s:
             raise _too_short(name, info.duration_s, min_duration_s)
@@ -339,7 +330,7 @@ def decode(path: str | os.PathLike, *, sample_rate: int = 44100, mono: bool = Fa
     info = probe(path)
     check_limits(info, max_duration_s=max_duration_s, max_bytes=max_bytes, min_duration_s=min_duration_s)
     channels = 1 if mono else min(max(info.channels, 1), 2)
-    cap_s = max_duration_s + _LENGTH_GRACE_S + 0.01
+    cap_s = max_duration_s + defaults.DURATION_GRACE_S + 0.01
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", *_INPUT_GUARDS, "-i", str(path),
            "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", str(channels), "-ar", str(sample_rate),
            "-t", f"{cap_s:.3f}", "-f", "f32le", "-c:a", "pcm_f32le", "pipe:1"]
@@ -357,7 +348,7 @@ def decode(path: str | os.PathLike, *, sample_rate: int = 44100, mono: bool = Fa
         raise DecodeError(f"{name} seems cut off: it should be {format_clock(expected_s)} long, "
                           f"but only {audio.duration_s:.1f} s could be read.{said}",
                           hint="Send the complete file again.")
-    if audio.duration_s > max_duration_s + _LENGTH_GRACE_S:
+    if audio.duration_s > max_duration_s + defaults.DURATION_GRACE_S:
         raise _too_long(name, audio.duration_s, max_duration_s, at_least=True)
     if audio.duration_s < min_duration_s:
         raise _too_short(name, audio.duration_s, min_duration_s)

@@ -12,6 +12,8 @@ MAX_DURATION_S = 600.0
 MAX_DURATION_STEMS_S = 600.0
 #: Largest input file accepted by default.
 MAX_INPUT_BYTES = 100 * 1024 * 1024
+#: A recording may run this much over a duration cap (containers round their lengths).
+DURATION_GRACE_S = 0.5
 #: Shortest recording worth transcribing.
 MIN_DURATION_S = 0.5
 #: A recording whose peak stays under this (dBFS) is treated as silent.
@@ -28,10 +30,18 @@ PREVIEW_DPI = 150
 MAX_PREVIEW_PAGES = 10
 #: Wall-clock limit for rendering all the preview pages with pdftoppm.
 PREVIEW_TIMEOUT_S = 60.0
-#: Most pages engraved in the PDF before we stop and warn.
-MAX_SCORE_PAGES = 40
-#: Default tempo used when beat tracking finds nothing usable.
-FALLBACK_TEMPO_BPM = 100.0
+#: One megabyte as sizes are shown to users ("20 MB"), the binary one that chat apps and Telegram's limits use.
+MEGABYTE_BYTES = 1024 * 1024
+#: Recordings up to this long (and not separated) go to the priority queue.
+SHORT_CLIP_S = 60.0
+#: Fixed part of every job's timeout: model warm-up, notation, LilyPond (which adds its own limit).
+JOB_TIMEOUT_BASE_S = 240.0
+#: Job timeout added per second of audio for a score without separation.
+JOB_TIMEOUT_PER_AUDIO_S = 4.0
+#: Job timeout added per second of audio when demucs may separate stems (CPU speed).
+JOB_TIMEOUT_PER_AUDIO_STEMS_S = 15.0
+#: No job may run longer than this, whatever its length.
+JOB_TIMEOUT_MAX_S = 4 * 3600.0
 #: Wall-clock limit for reading a file's header with ffprobe.
 FFMPEG_PROBE_TIMEOUT_S = 20.0
 #: Wall-clock limit for decoding (or encoding) one file with ffmpeg.

@@ -1,8 +1,8 @@
 """Engraving with LilyPond: score.musicxml becomes score.ly, score.pdf and preview pictures.
 
-Exports: EngraveResult, engrave, render_ly, escape_ly_string, preview_file_name,
-preview_page; re-exports check_ly_safety (core.lysafety), run_sandboxed and
-bubblewrap_available (core.sandbox).
+Exports: EngraveResult, engrave, render_ly, escape_ly_string; re-exports
+preview_file_name and preview_page (core.contract, which owns the file names),
+check_ly_safety (core.lysafety), run_sandboxed and bubblewrap_available (core.sandbox).
 
 Each page up to defaults.MAX_PREVIEW_PAGES gets a preview picture cropped to its
 music: preview.png for page 1 (the name scripts and bots rely on), then
@@ -43,6 +43,7 @@ from pathlib import Path
 from PIL import Image
 
 from . import defaults
+from .contract import preview_file_name, preview_page
 from .errors import EngraveError
 from .lysafety import check_ly_safety
 from .sandbox import bubblewrap_available, run_sandboxed
@@ -57,7 +58,6 @@ _FREE_TEXT_TAGS = {"part-name", "part-abbreviation", "instrument-name", "instrum
 _HEADER_TAGS = {"work", "movement-number", "movement-title", "identification", "credit"}
 _TOKEN_RE = re.compile(r'"?Stemscribetext([a-j]+)Q"?')
 #: Preview file names: preview.png (page 1), preview-2.png, preview-3.png, ...
-_PREVIEW_RE = re.compile(r"preview(?:-([2-9]|[1-9][0-9]+))?\.png")
 #: What pdftoppm names the pages it renders from the stem "page" (page-1.png, or page-01.png in long PDFs).
 _RENDERED_RE = re.compile(r"page-([0-9]+)\.png")
 _PAPER_SIZES = {"a4", "letter"}
@@ -80,25 +80,6 @@ class EngraveResult:
     log_path: Path
     seconds: float
     preview_paths: tuple[Path, ...] = ()
-
-
-def preview_file_name(page: int) -> str:
-    """The preview file of a page: preview.png for page 1, preview-<page>.png after it.
-
-    Raises:
-        ValueError: page is below 1.
-    """
-    if page < 1:
-        raise ValueError(f"pages count from 1, got {page}")
-    return "preview.png" if page == 1 else f"preview-{page}.png"
-
-
-def preview_page(name: str) -> int | None:
-    """The page a preview file shows (1 for preview.png, 3 for preview-3.png), or None for other names."""
-    match = _PREVIEW_RE.fullmatch(name)
-    if match is None:
-        return None
-    return int(match.group(1) or 1)
 
 
 def escape_ly_string(text: str, *, max_chars: int = 200) -> str:

@@ -26,12 +26,14 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .analysis import MixProfile, profile_mix
 from .audio import Audio, decode
+from .contract import SCORE_FILES
+from .plan import InputFacts, auto_separation_refusal, check_inputs, duration_cap_s, separates
 from .engines.registry import choose_engine
 from .errors import NoNotesError, OptionsError
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
@@ -44,10 +46,9 @@ from .tuning import Tuning, estimate_tuning, transcribe_in_tune
 
 log = logging.getLogger(__name__)
 
-#: Files every successful score job writes (extra preview pages and stems/ are listed in result.json).
-OUTPUT_FILES: tuple[str, ...] = (
-    "score.pdf", "preview.png", "score.ly", "score.musicxml", "score.mid", "notes.mid", "result.json",
-)
+#: Files every successful score job writes (extra preview pages and stems/ are listed in result.json);
+#: the names and their order are the job contract's (core.contract).
+OUTPUT_FILES: tuple[str, ...] = SCORE_FILES
 
 
 class _Timer:
@@ -64,7 +65,8 @@ class _Timer:
 
 
 def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Toolkit | None = None,
-        limits: Limits = Limits(), reporter: Reporter | None = None) -> dict[str, Any]:
+        limits: Limits = Limits(), reporter: Reporter | None = None,
+        before_auto_separation: Callable[[], None] | None = None) -> dict[str, Any]:
     """Transcribe recordings into a folder of score files.
 
     Args:
@@ -74,6 +76,9 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         toolkit: loaded models to reuse; a fresh one is made if None (slow first call).
         limits: duration / size caps.
         reporter: progress callback and cancel token.
+        before_auto_separation: called once mode auto has decided to separate (and
+            the recording is within the stems cap), before any separation; the worker
+            uses it to move the job to the separation queue (it raises to stop here).
 
     Returns:
         The content of result.json.
@@ -92,22 +97,12 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     warnings: list[str] = []
     user_notes: list[str] = []
 
-    if not inputs:
-        raise OptionsError("No recording was given.", hint="Attach an audio file or a voice note.")
-    if len(inputs) > limits.max_files:
-        raise OptionsError(f"That's {len(inputs)} files; I take up to {limits.max_files} in one multitrack job.",
-                           hint="Send fewer files, or mix some of them down first.")
-    if len(inputs) > 1 and options.mode not in (Mode.AUTO, Mode.MULTITRACK):
-        raise OptionsError(f"mode:{options.mode} takes one recording, but you sent {len(inputs)}.",
-                           hint="Use mode:multitrack (one part per file), or send one file.")
-    if options.mode is Mode.MULTITRACK and len(inputs) < 2:
-        raise OptionsError("mode:multitrack needs two or more files, one per part.",
-                           hint="Send all the tracks together, or use mode:solo for one recording.")
+    # The same count and mode rules as the bots' and the job API's checks (core.plan).
+    check_inputs([InputFacts(p.name) for p in inputs], options, limits)
     instrument = lookup_instrument(options.instrument) if options.instrument else None
 
     # ---------------------------------------------------------------- decode
-    wants_separation = options.mode is Mode.STEMS or (options.stems and len(inputs) == 1)
-    max_s = limits.max_duration_stems_s if wants_separation else limits.max_duration_s
+    max_s = duration_cap_s(limits, separating=separates(options, len(inputs)))
     audios: list[Audio] = []
     with timer.stage("decode"):
         for i, path in enumerate(inputs):
@@ -130,8 +125,15 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
     user_notes.extend(_tuning_lines(inputs, tunings))
     mode, reason = choose_mode(options, len(audios), profile, instrument,
                                separation_available=lambda: toolkit.separation_available(options.separator))
+    if mode is Mode.STEMS and options.mode is Mode.AUTO:
+        # Auto chose separation after listening: the stems cap and queue apply now.
+        refusal = auto_separation_refusal(duration_s, limits)
+        if refusal is not None:
+            mode, reason = Mode.PIANO, f"{reason.split(', so ')[0]}, but {refusal}, so it's reduced to piano"
+        elif before_auto_separation is not None:
+            before_auto_separation()
     # Multitrack inputs are separate already: stems:yes there means nothing to separate.
-    separating = mode is Mode.STEMS or (options.stems and len(audios) == 1)
+    separating = mode is Mode.STEMS or bool(separates(options, len(audios)))
     if separating:
         toolkit.require_separation(options.separator)
     log.info("mode %s (%s)", mode, reason)

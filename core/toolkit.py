@@ -1,6 +1,6 @@
 """What a process loads once and the caps it applies to every job.
 
-Exports: Limits, Toolkit.
+Exports: Toolkit; re-exports Limits (core.plan).
 
 A worker (or the CLI) makes one Toolkit at start-up and passes it to every
 pipeline run, so transcription engines and separation models are loaded once.
@@ -13,31 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import defaults
 from .engines.registry import ModelCache
+from .plan import Limits
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps a deployment puts on one job. Defaults are core.defaults."""
-
-    max_duration_s: float = defaults.MAX_DURATION_S
-    max_duration_stems_s: float = defaults.MAX_DURATION_STEMS_S
-    max_input_bytes: int = defaults.MAX_INPUT_BYTES
-    max_files: int = defaults.MAX_MULTITRACK_FILES
-    lilypond_timeout_s: float = defaults.LILYPOND_TIMEOUT_S
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "Limits":
-        """Limits from a stemscribe.settings.Settings (duck-typed to keep core free of it)."""
-        return cls(
-            max_duration_s=float(settings.max_duration_s),
-            max_duration_stems_s=float(settings.max_duration_stems_s),
-            max_input_bytes=int(settings.max_input_bytes),
-            lilypond_timeout_s=float(settings.lilypond_timeout_s),
-        )
 
 
 @dataclass
@@ -98,3 +77,6 @@ class Toolkit:
 
 def _default_models_dir() -> Path:
     return Path.home() / ".cache" / "stemscribe" / "models"
+
+
+__all__ = ["Limits", "Toolkit"]

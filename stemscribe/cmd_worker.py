@@ -70,7 +70,7 @@ def _requester():
 def _cmd_worker(args: argparse.Namespace, settings) -> int:
     from stemscribe.worker.main import run_worker
 
-    from stemscribe.worker.limits import QueueKind
+    from stemscribe.core.plan import QueueKind
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     unknown = [q for q in queues if q not in {k.value for k in QueueKind}]

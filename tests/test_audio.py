@@ -169,7 +169,7 @@ def test_too_large_is_rejected_before_probing(media, monkeypatch):
         raise AssertionError("probe must not run for an oversized file")
 
     monkeypatch.setattr(audio_module, "probe", no_probe)
-    with pytest.raises(AudioTooLargeError, match=r"take\.wav is 0\.3 MB; this server takes files up to 0\.1 MB"):
+    with pytest.raises(AudioTooLargeError, match=r"take\.wav is 258 KB; this server takes files up to 98 KB"):
         decode(media["take.wav"], max_bytes=100_000)
 
 

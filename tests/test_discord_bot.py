@@ -150,7 +150,7 @@ def test_every_user_error_is_answered(redis_url, clips):
                     ("not audio", dict(filename="notes.txt", data=b"la la la", content_type="text/plain"),
                      "notes.txt is not an audio file"),
                     ("too big", dict(filename="big.wav", data=b"\0" * 300_000, content_type="audio/wav"),
-                     "big.wav is 293 KB; the limit is 195 KB"),
+                     "big.wav is 293 KB; this server takes files up to 195 KB"),
                     ("audio name, not audio", dict(filename="fake.mp3", data=b"this is not mp3" * 100,
                                                    content_type="audio/mpeg"), "fake.mp3 is not an audio file I can read"),
                     ("too long", dict(filename="long.ogg", data=clips["long"], content_type="audio/ogg"),

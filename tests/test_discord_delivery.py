@@ -3,6 +3,8 @@ attached; and a three-page job's previews arriving as attachments through the re
 
 from __future__ import annotations
 
+from stemscribe.core.plan import format_size
+
 import asyncio
 
 from helpers.discord_fake import FakeDiscord
@@ -10,7 +12,6 @@ from helpers.discord_harness import bot_settings, restore_discord_endpoints, run
 from helpers.worker_fakes import wav_bytes
 
 from stemscribe.bots.discord.delivery import (
-    format_bytes,
     plan_uploads,
     too_large_note,
     upload_name,
@@ -77,7 +78,7 @@ def test_upload_names_are_safe_and_readable():
     assert upload_name("score.pdf", 'Autumn Leaves / "live" ♪') == "autumn-leaves-live.pdf"
     assert upload_name("notes.mid", "Reel") == "reel-performance.mid"
     assert upload_name("stems/bass.flac", "") == "score-bass.flac"
-    assert format_bytes(10 * 1024 * 1024) == "10.0 MB" and format_bytes(2048) == "2 KB"
+    assert format_size(10 * 1024 * 1024) == "10 MB" and format_size(2048) == "2 KB"
 
 
 def test_a_three_page_job_posts_every_preview_as_an_attachment_in_order(redis_url, start_worker):

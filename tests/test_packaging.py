@@ -85,3 +85,20 @@ def test_the_wheel_ships_the_example_clip_where_the_cli_looks(wheel):
 def test_the_wheel_declares_the_console_script(wheel):
     (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
     assert "stemscribe = stemscribe.cli:main" in wheel.read(entry_points).decode()
+
+
+def test_the_readme_layout_table_names_every_module():
+    """The README's layout table matches the tree: each module and subpackage is named in its folder's row."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
+            if line.startswith("| `") and line.split("|")[1].strip().strip("`").rstrip("/") in SOURCE_ROOTS}
+    for top in SOURCE_ROOTS:
+        row = rows.get(f"{top}/")
+        assert row, f"no layout row for {top}/"
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if path.name == "__init__.py" or path.name == "__main__.py" or "__pycache__" in path.parts:
+                continue
+            name = path.stem if path.parent == ROOT / top else path.parent.name
+            if path.name.startswith("cmd_"):
+                name = "cmd_"
+            assert f"`{name}" in row, f"README's layout row for {top}/ does not name {path.relative_to(ROOT)}"

@@ -104,11 +104,11 @@ def test_refusals_before_download(start_bot):
     big = voice(api, b"x", declared_size=25 * 1024 * 1024)
     api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], voice=big))
     text = api.wait_for(last_text_containing("download files up to", ALICE["id"]))
-    assert "up to 20.0 MB, and this one is 25.0 MB" in text
+    assert "Telegram lets bots download files up to 20 MB, and voice-note.ogg is 25 MB." in text
     # An hour-long voice note is over max_duration_s, judged from Telegram's metadata.
     api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], voice=voice(api, b"x", duration=3600)))
     text = api.wait_for(last_text_containing("long", ALICE["id"]))
-    assert text.startswith("This recording is 60:00 long; I accept up to 1:00.")
+    assert text.startswith("voice-note.ogg is 1:00:00 long; I accept up to 1:00.")
     # Stickers have no sound.
     api.push_update(message_update(user=ALICE, chat_id=ALICE["id"], sticker={
         "file_id": "s1", "file_unique_id": "s1u", "type": "regular", "width": 512, "height": 512,
@@ -127,8 +127,8 @@ def test_local_bot_api_server_lifts_the_download_limit(start_bot):
     assert ack == "Got your voice note (0:03). Fetching it…"
     api.push_update(message_update(user=ALICE, chat_id=ALICE["id"],
                                    voice=voice(api, b"x", declared_size=40 * 1024 * 1024)))
-    text = api.wait_for(last_text_containing("I accept up to", ALICE["id"]))
-    assert text.startswith("This file is 40.0 MB; I accept up to 30.0 MB.")
+    text = api.wait_for(last_text_containing("this server takes files up to", ALICE["id"]))
+    assert text.startswith("voice-note.ogg is 40 MB; this server takes files up to 30 MB.")
 
 
 def test_local_bot_api_server_files_are_read_from_its_disk(start_bot, clip, tmp_path):

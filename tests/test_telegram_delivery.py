@@ -93,7 +93,7 @@ def test_stems_arrive_as_one_media_group_and_oversize_files_become_notes(harness
     api = harness.api
     harness.api.fail_next("sendMediaGroup", retry_after_s=1)
     notes = deliver(harness, shelf, limit=4000)
-    assert notes == ["My-Song-other.opus is 4.9 KB, over Telegram's 3.9 KB upload limit, so I could not send it. "
+    assert notes == ["My-Song-other.opus is 5 KB, over Telegram's 4 KB upload limit, so I could not send it. "
                      "Ask for format:opus to get smaller stems."]
     assert "stems/other.opus" not in shelf.fetched, "a file that cannot be sent is not even fetched"
     photo = api.calls_of("sendPhoto")[0]

@@ -1,4 +1,4 @@
-"""Unit tests of worker limits, timeouts, artifact naming and the folder store (no Redis)."""
+"""Unit tests of worker artifact naming and the folder store (no Redis); job planning is tests/test_plan.py."""
 
 from __future__ import annotations
 
@@ -6,72 +6,14 @@ import time
 
 import pytest
 
-from stemscribe.core.errors import AudioTooLargeError, AudioTooLongError, EmptyAudioError, OptionsError
-from stemscribe.core.options import Mode, Options
 from stemscribe.worker import limits
 from stemscribe.worker.artifacts import (FolderArtifactStore, artifact_kind, check_artifact_name,
                                          check_job_id)
-from stemscribe.worker.limits import QueueKind
 
 from stemscribe.settings import load_settings
 
 SETTINGS = load_settings(env={}, max_input_bytes=1000, max_duration_s=600.0, max_duration_stems_s=300.0,
                          lilypond_timeout_s=120.0)
-
-
-@pytest.mark.parametrize("durations, options, queue", [
-    ([12.0], Options(), QueueKind.SHORT),                                   # a voice note
-    ([60.0], Options(mode=Mode.SOLO), QueueKind.SHORT),                     # exactly the short limit
-    ([61.0], Options(mode=Mode.SOLO), QueueKind.DEFAULT),                   # just over
-    ([None], Options(), QueueKind.DEFAULT),                                 # unknown length: not promised short
-    ([10.0], Options(stems=True), QueueKind.SEPARATION),                         # separation has its own queue
-    ([10.0], Options(mode=Mode.STEMS), QueueKind.SEPARATION),
-    ([30.0, 40.0], Options(mode=Mode.MULTITRACK), QueueKind.SHORT),         # each file short
-])
-def test_plan_job_picks_queue(durations, options, queue):
-    assert limits.plan_job(durations, options, SETTINGS).queue is queue
-
-
-def test_timeout_scales_with_duration_and_mode():
-    solo = Options(mode=Mode.SOLO)
-    short = limits.job_timeout_s(10.0, solo, SETTINGS)
-    long = limits.job_timeout_s(300.0, solo, SETTINGS)
-    stems = limits.job_timeout_s(300.0, Options(stems=True), SETTINGS)
-    # base + LilyPond + per-second part: 240 + 120 + 4 * 10
-    assert short == 400
-    assert long == 240 + 120 + 4 * 300
-    assert stems == 240 + 120 + 15 * 300
-    # unknown duration counts as the longest allowed for the mode (stems cap is 300 s here)
-    assert limits.job_timeout_s(None, Options(stems=True), SETTINGS) == stems
-    assert limits.job_timeout_s(1e6, solo, SETTINGS) == limits.TIMEOUT_MAX_S
-    # multitrack sums its files
-    assert limits.plan_job([100.0, 100.0], Options(mode=Mode.MULTITRACK), SETTINGS).timeout_s == \
-        limits.job_timeout_s(200.0, Options(mode=Mode.MULTITRACK), SETTINGS)
-
-
-def test_check_files_messages():
-    with pytest.raises(AudioTooLargeError, match=r"big.wav is 0.0 MB; this server takes files up to 0.0 MB"):
-        limits.check_files([("big.wav", 1001)], Options(), SETTINGS)
-    with pytest.raises(EmptyAudioError, match="empty"):
-        limits.check_files([("a.ogg", 0)], Options(), SETTINGS)
-    with pytest.raises(OptionsError, match="multitrack"):
-        limits.check_files([("a.ogg", 10), ("b.ogg", 10)], Options(), SETTINGS)
-    with pytest.raises(OptionsError, match="No recording"):
-        limits.check_files([], Options(), SETTINGS)
-    limits.check_files([("a.ogg", 10), ("b.ogg", 10)], Options(mode=Mode.MULTITRACK), SETTINGS)
-
-
-def test_stems_have_their_own_duration_cap(tmp_path):
-    import subprocess
-
-    clip = tmp_path / "long.wav"
-    # 400 s at 8 kHz mono is 6 MB and takes ffmpeg well under a second to write
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=400",
-                    "-ar", "8000", "-ac", "1", str(clip)], check=True)
-    big = load_settings(env={}, max_duration_s=600.0, max_duration_stems_s=300.0)
-    assert limits.probe_files([clip], Options(mode=Mode.SOLO), big)[0] == pytest.approx(400.0, abs=0.1)
-    with pytest.raises(AudioTooLongError, match="up to 5:00"):
-        limits.probe_files([clip], Options(stems=True), big)
 
 
 @pytest.mark.parametrize("seconds, text", [(1, "1 second"), (45, "45 seconds"), (600, "10 minutes"),

@@ -156,7 +156,7 @@ def test_user_error_is_reported_and_not_retried(client, settings):
     assert len(pipeline.calls) == 1
     assert status.state == "failed"
     assert status.error == {"type": "NoNotesError", "message": "I could not hear any notes.",
-                            "hint": "Try a clearer recording.", "user_error": True}
+                            "hint": "Try a clearer recording.", "user_error": True, "reference": None}
     with pytest.raises(RuntimeError):
         client.result(sub.job_id)
 
@@ -234,12 +234,12 @@ def test_queue_full_answer(redis_url):
 
 def test_file_checks_before_queueing(redis_url, redis_conn):
     client = JobClient(worker_settings(redis_url, max_input_bytes=50_000))
-    with pytest.raises(AudioTooLargeError, match="this server takes files up to 0.1 MB"):
+    with pytest.raises(AudioTooLargeError, match=r"this server takes files up to \d+ KB"):
         client.submit(clip(seconds=3.0), Options(), ALICE)
     with pytest.raises(UnsupportedFormatError):
         client.submit([InputFile("notes.pdf", b"%PDF-1.4 not audio at all" * 10)], Options(), ALICE)
-    with pytest.raises(OptionsError):
-        client.submit(clip() + clip(), Options(), ALICE)
+    with pytest.raises(OptionsError, match="mode:solo takes one recording"):
+        client.submit(clip() + clip(), Options(mode=Mode.SOLO), ALICE)
     assert redis_conn.keys("rq:job:*") == []
 
 
@@ -292,11 +292,11 @@ def test_redis_down_is_a_transient_error(redis_url):
 
 
 def test_timeout_is_reported_and_not_retried(redis_url, monkeypatch):
-    from stemscribe.worker import limits
+    from stemscribe.core import defaults
 
     # no fixed part, nothing per second of audio: the timeout is LilyPond's 1 s alone
-    monkeypatch.setattr(limits, "TIMEOUT_BASE_S", 0)
-    monkeypatch.setattr(limits, "TIMEOUT_PER_AUDIO_S", 0.0)
+    monkeypatch.setattr(defaults, "JOB_TIMEOUT_BASE_S", 0.0)
+    monkeypatch.setattr(defaults, "JOB_TIMEOUT_PER_AUDIO_S", 0.0)
     settings = worker_settings(redis_url, lilypond_timeout_s=1.0)
     client = JobClient(settings)
     sub = client.submit(clip(), Options(mode=Mode.SOLO), ALICE)

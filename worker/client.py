@@ -35,8 +35,9 @@ from rq.job import JobStatus as RQStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.worker import Worker
 
-from stemscribe.core.engrave import preview_page
+from stemscribe.core.contract import ErrorKind, JobError, JobState, listing_order
 from stemscribe.core.errors import JobNotFoundError
+from stemscribe.core.plan import InputFacts, Limits, check_inputs, plan_job
 from stemscribe.core.options import Options, options_from_pairs
 
 from . import limits
@@ -50,25 +51,12 @@ __all__ = ["JobClient", "InputFile", "Requester", "Submission", "JobStatus", "Jo
 
 #: How many of a user's jobs jobs_for lists.
 HISTORY_LENGTH = 20
-#: Order artifacts are listed in (previews of later pages follow preview.png by page); others follow by name.
-ARTIFACT_ORDER = ("score.pdf", "preview.png", "score.musicxml", "score.mid", "notes.mid", "score.ly", "result.json")
-
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _safe_file_name(name: str, index: int) -> str:
     stem = _UNSAFE_NAME_CHARS.sub("_", Path(name or "audio").name).strip("._") or "audio"
     return f"{index}-{stem[-80:]}"
-
-
-def _listing_key(name: str) -> tuple[int, int, str]:
-    """Where an artifact goes in result()'s list: ARTIFACT_ORDER, preview pages by page number, the rest by name."""
-    page = preview_page(name)
-    if page is not None:
-        return ARTIFACT_ORDER.index("preview.png"), page, name
-    if name in ARTIFACT_ORDER:
-        return ARTIFACT_ORDER.index(name), 0, name
-    return len(ARTIFACT_ORDER), 0, name
 
 
 def _timestamp(value) -> float | None:
@@ -116,7 +104,8 @@ class JobClient(DeliveryMethods):
             TransientError: Redis is unreachable.
         """
         s = self.settings
-        limits.check_files([(f.name, len(f.data)) for f in files], options, s)
+        caps = Limits.from_settings(s)
+        check_inputs([InputFacts(f.name, len(f.data)) for f in files], options, caps)
         with tempfile.TemporaryDirectory(prefix="stemscribe-submit-") as tmp:
             paths = []
             for i, f in enumerate(files):
@@ -125,8 +114,8 @@ class JobClient(DeliveryMethods):
                 path.parent.mkdir()
                 path.write_bytes(f.data)
                 paths.append(path)
-            durations = limits.probe_files(paths, options, s)
-        plan = limits.plan_job(durations, options, s)
+            facts = limits.probe_facts(paths, [f.name for f in files], caps)
+        plan = plan_job(facts, options, caps)
         job_id = secrets.token_urlsafe(18)
         limits_args = (requester.platform, str(requester.user_id), str(requester.chat_id))
         self.admission.admit(job_id, *limits_args)
@@ -228,18 +217,17 @@ class JobClient(DeliveryMethods):
         position = 0
         stage, percent, message = str(meta.get("stage") or ""), float(meta.get("percent") or 0.0), str(meta.get("message") or "")
         if rq_status in (RQStatus.QUEUED, RQStatus.DEFERRED, RQStatus.SCHEDULED, RQStatus.CREATED):
-            state, stage, percent = "queued", "queued", 0.0
+            state, stage, percent = JobState.QUEUED, "queued", 0.0
             position = max(1, self._position(job.id, job.origin)) if rq_status == RQStatus.QUEUED else 1
         elif rq_status == RQStatus.STARTED:
-            state = "started"
+            state = JobState.STARTED
         elif rq_status == RQStatus.FINISHED:
-            state, stage, percent = "finished", "done", 100.0
+            state, stage, percent = JobState.FINISHED, "done", 100.0
         elif rq_status == RQStatus.CANCELED or meta.get("cancelled") or (error or {}).get("type") == "CancelledError":
-            state = "cancelled"
-            error = error or {"type": "CancelledError", "message": "The job was cancelled.", "hint": None,
-                              "user_error": False}
+            state = JobState.CANCELLED
+            error = error or JobError.cancelled_job().to_dict()
         else:  # FAILED, STOPPED
-            state = "failed"
+            state = JobState.FAILED
             error = error or self._error_without_meta(job)
         return JobStatus(
             job_id=job.id, state=state, stage=stage, percent=round(percent, 1), message=message, position=position,
@@ -253,11 +241,8 @@ class JobClient(DeliveryMethods):
         result = job.latest_result()
         text = (result.exc_string or "") if result is not None else ""
         if "AbandonedJobError" in text or "terminated unexpectedly" in text or not text:
-            return {"type": "WorkerLostError", "user_error": False, "reference": job.id,
-                    "message": "The worker running this job stopped unexpectedly (it may have run out of memory).",
-                    "hint": "Try again, or send a shorter recording."}
-        return {"type": "InternalError", "user_error": False, "reference": job.id,
-                "message": "Something went wrong while writing the score.", "hint": None}
+            return JobError.worker_lost(reference=job.id).to_dict()
+        return JobError(ErrorKind.INTERNAL.value, reference=job.id).to_dict()
 
     @transient
     def result(self, job_id: str, *, requester: Requester | None = None) -> JobOutput:
@@ -277,7 +262,7 @@ class JobClient(DeliveryMethods):
             raise JobNotFoundError("The files of this job have expired.",
                                    hint=f"They are kept for {limits.human_duration(self.settings.artifact_ttl_s)}; "
                                         "send the recording again.")
-        names = sorted(sizes, key=_listing_key)
+        names = listing_order(sizes)
         return JobOutput(summary=dict(value.get("summary") or {}),
                          artifacts=[Artifact(name=n, kind=artifact_kind(n), size_bytes=sizes[n]) for n in names])
 

@@ -30,17 +30,19 @@ from pathlib import Path
 
 import redis
 from redis import Redis
-from rq import get_current_job
+from rq import Queue, Worker, get_current_job
 from rq.job import Job, Retry
 from rq.timeouts import JobTimeoutException
 
-from stemscribe.core.errors import CancelledError, StemscribeError, TransientError, UserError
+from stemscribe.core.contract import JobError
+from stemscribe.core.plan import QueueKind
+from stemscribe.core.errors import CancelledError, TransientError, UserError
 from stemscribe.core.options import Options
 from stemscribe.core.progress import CancelToken, Reporter, Stage, overall_fraction
 
 from .artifacts import check_artifact_name
 from .limits import human_duration
-from .queues import cancel_key
+from .queues import cancel_key, queue_name
 from .runtime import ShutdownState, WorkerRuntime, current_runtime
 
 log = logging.getLogger(__name__)
@@ -200,29 +202,55 @@ def _record_error(job: Job, error: dict, progress: ProgressWriter) -> None:
 
 
 def _describe_failure(exc: Exception, job: Job) -> tuple[dict, bool]:
-    """The error dict stored for the user, and whether the job is over (not to be retried)."""
+    """The error payload stored for the user (core.contract.JobError), and whether the job is over."""
     job_id = job.id
     if isinstance(exc, (TransientError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         log.warning("job %s hit a transient error: %s", job_id, exc)
         error = exc if isinstance(exc, TransientError) else _REDIS_AWAY
-        return {**error.to_dict(), "user_error": False, "reference": job_id}, False
+        return JobError.from_exception(error, reference=job_id).to_dict(), False
     if isinstance(exc, UserError):
         log.info("job %s refused: %s: %s", job_id, type(exc).__name__, exc)
-        return {**exc.to_dict(), "user_error": True}, True
+        return JobError.from_exception(exc).to_dict(), True
     if isinstance(exc, JobTimeoutException):
         log.warning("job %s timed out after %s s", job_id, job.timeout)
-        return {"type": "JobTimeoutError", "user_error": True, "reference": job_id,
-                "message": f"This recording took longer than the {human_duration(job.timeout or 0)} I allow for it.",
-                "hint": "Try a shorter section, or without stems."}, True
+        return JobError.timed_out(human_duration(job.timeout or 0), reference=job_id).to_dict(), True
     log.error("job %s failed with a bug", job_id, exc_info=exc)
-    error = exc.to_dict() if isinstance(exc, StemscribeError) else {"type": "InternalError", "message": None, "hint": None}
-    return {**error, "user_error": False, "reference": job_id}, True
+    return JobError.from_exception(exc, reference=job_id).to_dict(), True
 
 
 _REDIS_AWAY = TransientError("The job queue was not reachable for a while.", hint="Please try again in a minute.")
 
 
-def _run(runtime: WorkerRuntime, request: dict, progress: ProgressWriter, reporter: Reporter) -> tuple[dict, dict]:
+class MoveToQueue(Exception):
+    """Raised inside a job that must go on on another queue (mode auto chose separation)."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(queue)
+        self.queue = queue
+
+
+def separation_queue_guard(runtime: WorkerRuntime, job: Job):
+    """The pipeline's before_auto_separation hook: move the job to the separation queue.
+
+    An auto job is planned before anyone has listened to it, so it waits on the
+    short or default queue; once the pipeline decides to separate, the job belongs
+    where the separation workers (a GPU machine, say) take jobs. It moves only when
+    it is not there already and some worker takes that queue, so no job is stranded.
+    """
+    target = queue_name(runtime.settings.queue_prefix, QueueKind.SEPARATION)
+
+    def guard() -> None:
+        if job.origin == target:
+            return
+        if not Worker.all(connection=runtime.redis, queue=Queue(target, connection=runtime.redis)):
+            return
+        raise MoveToQueue(target)
+
+    return guard
+
+
+def _run(runtime: WorkerRuntime, request: dict, progress: ProgressWriter, reporter: Reporter,
+         before_auto_separation=None) -> tuple[dict, dict]:
     """Fetch the inputs, run the pipeline, store the outputs; returns (summary, artifact sizes)."""
     with tempfile.TemporaryDirectory(prefix=f"stemscribe-{request['job_id'][:8]}-") as tmp:
         reporter.check()
@@ -231,7 +259,8 @@ def _run(runtime: WorkerRuntime, request: dict, progress: ProgressWriter, report
         progress.add_timing("fetch_inputs", time.perf_counter() - t0)
         out_dir = Path(tmp) / "out"
         summary = runtime.pipeline(inputs, out_dir, Options.from_dict(request["options"]), toolkit=runtime.toolkit,
-                                   limits=runtime.limits, reporter=reporter)
+                                   limits=runtime.limits, reporter=reporter,
+                                   before_auto_separation=before_auto_separation)
         progress.finish()
         t0 = time.perf_counter()
         sizes = _store_outputs(runtime, request["job_id"], out_dir)
@@ -268,7 +297,15 @@ def transcribe_job(request: dict) -> dict | Retry:
     poll = CancelPoll(runtime.redis, cancel_key(runtime.settings.queue_prefix, job_id), runtime.shutdown)
     started = time.perf_counter()
     try:
-        summary, sizes = _run(runtime, request, progress, Reporter(progress, CancelToken(poll)))
+        summary, sizes = _run(runtime, request, progress, Reporter(progress, CancelToken(poll)),
+                              before_auto_separation=separation_queue_guard(runtime, job))
+    except MoveToQueue as move:
+        progress.finish()
+        log.info("job %s chose separation; moving it to %s", job_id, move.queue)
+        job.meta.update({"stage": "queued", "percent": 0.0, "move_to": move.queue,
+                         "message": "It sounds like a band: waiting for a separation worker."})
+        progress.flush(required=True)
+        return Retry(max=SHUTDOWN_REQUEUES_MAX, enqueue_at_front=True)
     except CancelledError:
         progress.finish()
         if poll.reason == "shutdown":
@@ -278,8 +315,7 @@ def transcribe_job(request: dict) -> dict | Retry:
             return Retry(max=SHUTDOWN_REQUEUES_MAX, enqueue_at_front=True)
         log.info("job %s cancelled by its requester", job_id)
         job.meta["cancelled"] = True
-        _record_error(job, {"type": "CancelledError", "message": "The job was cancelled.", "hint": None,
-                            "user_error": False}, progress)
+        _record_error(job, JobError.cancelled_job().to_dict(), progress)
         _end_of_job(runtime, request)
         raise
     except Exception as exc:

@@ -136,6 +136,14 @@ class StemscribeWorker(SimpleWorker):
             except Exception:  # Redis away for a moment: the next beat retries; the job goes on
                 log.warning("heartbeat for job %s failed", job.id, exc_info=True)
 
+    def handle_job_retry(self, job: Job, queue: Queue, retry, started_job_registry, execution) -> None:
+        """RQ's retry, onto the queue the job asked to move to (worker.jobs.MoveToQueue), if any."""
+        target = job.meta.pop("move_to", None)
+        if target and target != queue.name:
+            job.save_meta()
+            queue = Queue(target, connection=self.connection)
+        super().handle_job_retry(job, queue, retry, started_job_registry, execution)
+
     def handle_warm_shutdown_request(self) -> None:
         """SIGTERM: let the job run for the grace period, then have it requeue itself."""
         self.runtime.shutdown.request()

@@ -21,7 +21,7 @@ from rq import Queue
 
 from stemscribe.core.errors import TransientError
 
-from .limits import QueueKind
+from stemscribe.core.plan import QueueKind
 
 #: The RQ entry function, by import path so that enqueuing never imports the models.
 JOB_FUNC = "stemscribe.worker.jobs.transcribe_job"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from stemscribe.core.contract import JobError, JobState
+
 
 @dataclass(frozen=True)
 class InputFile:
@@ -54,15 +56,15 @@ class Submission:
 class JobStatus:
     """What a job is doing now.
 
-    state: queued | started | finished | failed | cancelled.
+    state: a core.contract.JobState (queued, started, finished, failed, cancelled).
     stage: a core.progress.Stage value while started ("queued" while waiting).
     percent: 0..100 over the whole job. position: place in line while queued, else 0.
-    error: {"type", "message", "hint", "user_error"} when failed (bots.common.user_message).
+    error: a core.contract.JobError payload (to_dict) when failed or cancelled; ``job_error`` reads it.
     timings: seconds per stage so far. enqueued_at / started_at / ended_at: Unix times or None.
     """
 
     job_id: str
-    state: str
+    state: JobState
     stage: str
     percent: float
     message: str
@@ -73,6 +75,11 @@ class JobStatus:
     enqueued_at: float | None = None
     started_at: float | None = None
     ended_at: float | None = None
+
+    @property
+    def job_error(self) -> JobError | None:
+        """The stored error payload, read by the contract's one class (None when there is none)."""
+        return JobError.from_dict(self.error) if self.error else None
 
 
 @dataclass(frozen=True)

@@ -22,18 +22,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from stemscribe.bots.common import HELP_TEXT, user_message
-from stemscribe.core.defaults import MAX_MULTITRACK_FILES
-from stemscribe.core.errors import (
-    AudioTooLargeError,
-    OptionsError,
-    StemscribeError,
-    UnsupportedFormatError,
-)
+from stemscribe.core.errors import OptionsError, StemscribeError, UnsupportedFormatError
 from stemscribe.core.instruments import INSTRUMENTS, instrument_names
-from stemscribe.core.options import merge_option_pairs, options_from_pairs, split_option_words
+from stemscribe.core.options import Options, merge_option_pairs, options_from_pairs, split_option_words
+from stemscribe.core.plan import InputFacts, Limits, check_inputs
 from stemscribe.worker.client import InputFile, Requester
 
-from .delivery import format_bytes
 from .watch import TERMINAL_STATES, JobWatch, progress_line
 
 if TYPE_CHECKING:
@@ -72,13 +66,14 @@ def audio_attachments(message: discord.Message) -> list[discord.Attachment]:
     return [a for a in message.attachments if is_audio(a)]
 
 
-def check_attachments(attachments: list[discord.Attachment], *, max_bytes: int) -> None:
-    """The cheap checks before downloading anything.
+def check_attachments(attachments: list[discord.Attachment], options: Options, limits: Limits) -> None:
+    """The cheap checks before downloading anything (sizes and counts: core.plan.check_inputs).
 
     Raises:
         UnsupportedFormatError: no attachment, or one that is not audio.
-        AudioTooLargeError: a file over max_bytes.
-        OptionsError: more files than one multitrack job takes.
+        AudioTooLargeError: a file over this server's size limit.
+        EmptyAudioError: an empty file.
+        OptionsError: more files than one job takes for the mode.
     """
     if not attachments:
         raise UnsupportedFormatError("That message has no audio attachments.",
@@ -87,12 +82,7 @@ def check_attachments(attachments: list[discord.Attachment], *, max_bytes: int) 
         if not is_audio(attachment):
             raise UnsupportedFormatError(f"{attachment.filename} is not an audio file.",
                                          hint="Attach a recording: mp3, wav, ogg, flac, m4a or a video with sound.")
-        if attachment.size > max_bytes:
-            raise AudioTooLargeError(f"{attachment.filename} is {format_bytes(attachment.size)}; "
-                                     f"the limit is {format_bytes(max_bytes)}.",
-                                     hint="Trim it, or send a compressed format such as mp3 or ogg.")
-    if len(attachments) > MAX_MULTITRACK_FILES:
-        raise OptionsError(f"That is {len(attachments)} files; one job takes at most {MAX_MULTITRACK_FILES}.")
+    check_inputs([InputFacts(a.filename, a.size) for a in attachments], options, limits)
 
 
 @dataclass(frozen=True)
@@ -196,7 +186,7 @@ class TranscribeCog(commands.Cog):
         try:
             saved = await self._saved_defaults(interaction.guild_id)
             options = options_from_pairs(merge_option_pairs(saved, pairs))
-            check_attachments(attachments, max_bytes=self.bot.settings.max_input_bytes)
+            check_attachments(attachments, options, Limits.from_settings(self.bot.settings))
             files = [InputFile(name=a.filename, data=await a.read()) for a in attachments]
             title = options.title or PurePath(attachments[0].filename).stem
             submission = await asyncio.to_thread(self.bot.jobs.submit, files, options,

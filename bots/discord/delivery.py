@@ -22,6 +22,7 @@ from typing import Awaitable, Callable, Sequence
 import discord
 
 from stemscribe.bots.common import artifact_caption, delivery_order
+from stemscribe.core.plan import format_size
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +113,12 @@ def plan_uploads(artifacts: Sequence[tuple[str, int]], *, limit_bytes: int, titl
     return plan
 
 
-def format_bytes(size: int) -> str:
-    """12_345_678 -> '11.8 MB' (binary megabytes, as Discord counts them)."""
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.1f} MB"
-    if size >= 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size} bytes"
-
-
 def too_large_note(plan: UploadPlan) -> str:
     """A sentence naming each file that could not be attached, or '' when all fit."""
     if not plan.too_large:
         return ""
-    names = ", ".join(f"{artifact_caption(p.artifact)} ({format_bytes(p.size_bytes)})" for p in plan.too_large)
-    return (f"Could not attach {names}: uploads here are limited to {format_bytes(plan.limit_bytes)}. "
+    names = ", ".join(f"{artifact_caption(p.artifact)} ({format_size(p.size_bytes)})" for p in plan.too_large)
+    return (f"Could not attach {names}: uploads here are limited to {format_size(plan.limit_bytes)}. "
             "Ask a server admin about boosting, or try a shorter recording.")
 
 

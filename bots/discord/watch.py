@@ -16,6 +16,7 @@ and the result in the response while its token lives, else the channel or DM.
 
 from __future__ import annotations
 
+import dataclasses
 import asyncio
 import io
 import logging
@@ -24,9 +25,9 @@ from typing import Any
 
 import discord
 
-from stemscribe.bots.common import artifact_caption, progress_text, summary_line, user_message
+from stemscribe.bots.common import artifact_caption, outcome_text, progress_text, summary_line, user_message
 from stemscribe.bots.deliveries import Progress
-from stemscribe.core import errors as core_errors
+from stemscribe.core.contract import JobError, JobState
 from stemscribe.core.errors import StemscribeError, TransientError
 
 from .delivery import (
@@ -46,7 +47,7 @@ from .delivery import (
 log = logging.getLogger(__name__)
 
 #: Job states after which nothing changes any more.
-TERMINAL_STATES = frozenset({"finished", "failed", "cancelled"})
+TERMINAL_STATES = frozenset(state for state in JobState if state.final)
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,7 @@ def resumed_watch(bot: Any, status: Any) -> JobWatch:
 
 def _is_bug(error: dict) -> bool:
     """True when a failed job's stored error is not one of ours (user, transient, cancel)."""
-    cls = getattr(core_errors, str(error.get("type", "")), None)
-    expected = isinstance(cls, type) and issubclass(
-        cls, (core_errors.UserError, core_errors.TransientError, core_errors.CancelledError))
-    return not (error.get("user_error") or expected)
+    return JobError.from_dict(error).is_bug
 
 
 def progress_line(job_id: str, status: Any) -> str:
@@ -239,13 +237,15 @@ def _limit_for(bot: Any, watch: JobWatch, route: Route) -> int:
 
 async def _finish(bot: Any, watch: JobWatch, status: Any, *, token_alive: bool) -> None:
     if status.state != "finished":
-        error = status.error or ({"type": "CancelledError"} if status.state == "cancelled" else {})
-        if status.state == "failed" and _is_bug(error):
-            log.error("job %s failed unexpectedly: %s", watch.job_id, error)
-        await _tell(bot, watch, user_message(error, job_id=watch.job_id))
+        if status.state == JobState.FAILED and _is_bug(status.error or {}):
+            log.error("job %s failed unexpectedly: %s", watch.job_id, status.error)
+        await _tell(bot, watch, outcome_text(status.state, status.error, job_id=watch.job_id))
         return
 
     output = await asyncio.to_thread(bot.jobs.result, watch.job_id)
+    if output.summary.get("title"):
+        # The score's own title, as core decided it, heads the card and names the files.
+        watch = dataclasses.replace(watch, title=str(output.summary["title"]))
     progress: Progress = bot.deliveries.progress(watch.job_id)
     await progress.load()
     # Only files no earlier attempt posted. Fixed for this attempt: when a route fails half-way, the

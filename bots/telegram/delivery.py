@@ -12,6 +12,7 @@ arrive (results, the final edit) wait out the RetryAfter and are sent again.
 
 from __future__ import annotations
 
+import dataclasses
 import asyncio
 import logging
 import re
@@ -28,6 +29,7 @@ from telegram.warnings import PTBDeprecationWarning
 from stemscribe.bots.common import (
     artifact_caption,
     delivery_order,
+    outcome_text,
     page_caption,
     preview_page,
     progress_text,
@@ -36,6 +38,8 @@ from stemscribe.bots.common import (
 )
 from stemscribe.bots.deliveries import Progress
 from stemscribe.core.errors import StemscribeError, TransientError
+from stemscribe.core.contract import JobState
+from stemscribe.core.plan import format_size
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ FLOOD_ATTEMPTS = 4
 CAPTION_LIMIT_CHARS = 1024
 #: Most items in one media group.
 MEDIA_GROUP_MAX = 10
-_FINAL_STATES = {"finished", "failed", "cancelled"}
+_FINAL_STATES = frozenset(state for state in JobState if state.final)
 
 
 def retry_after_seconds(error: RetryAfter) -> float:
@@ -179,12 +183,6 @@ def file_base_name(title: str | None, input_name: str) -> str:
     return slug or "score"
 
 
-def _size_text(size: int) -> str:
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
 async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *, upload_limit_bytes: int,
                           progress: Progress | None = None) -> list[str]:
     """Upload a finished job's files: preview photo with the summary, the later pages, score files, stems.
@@ -207,6 +205,9 @@ async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *,
     Returns:
         Notes for the user about files that could not be sent.
     """
+    if output.summary.get("title"):
+        # The score's own title (core decided it: the user's words, the file's tags, or its name).
+        ticket = dataclasses.replace(ticket, base_name=file_base_name(str(output.summary["title"]), ticket.base_name))
     reply = ReplyParameters(message_id=ticket.reply_to_message_id, allow_sending_without_reply=True) \
         if ticket.reply_to_message_id else None
     posted_before = progress.earlier_files if progress is not None else frozenset()
@@ -216,8 +217,8 @@ async def deliver_results(bot: Bot, client: Any, ticket: Ticket, output: Any, *,
     async def fetch(name: str) -> bytes | None:
         size = artifacts[name].size_bytes
         if size > upload_limit_bytes:
-            notes.append(f"{output_file_name(ticket.base_name, name)} is {_size_text(size)}, over Telegram's "
-                         f"{_size_text(upload_limit_bytes)} upload limit, so I could not send it."
+            notes.append(f"{output_file_name(ticket.base_name, name)} is {format_size(size)}, over Telegram's "
+                         f"{format_size(upload_limit_bytes)} upload limit, so I could not send it."
                          + (" Ask for format:opus to get smaller stems." if name.startswith("stems/") else ""))
             return None
         return await asyncio.to_thread(client.fetch_artifact, ticket.job_id, name)
@@ -381,10 +382,8 @@ async def follow_job(bot: Bot, client: Any, ticket: Ticket, *, upload_limit_byte
                                           progress=progress)
             await editor.finish("\n".join(["Done: " + (summary_line(output.summary) or "your score is below."),
                                            *notes]))
-        elif status.state == "cancelled":
-            await editor.finish(progress_text("cancelled"))
         else:
-            await editor.finish(user_message(status.error or {}, job_id=ticket.job_id))
+            await editor.finish(outcome_text(status.state, status.error, job_id=ticket.job_id))
     except asyncio.CancelledError:
         raise
     except StemscribeError as exc:

@@ -25,6 +25,7 @@ from telegram.ext import ContextTypes
 
 from stemscribe.bots.common import HELP_TEXT, caption_options, progress_text, user_message
 from stemscribe.bots.deliveries import Deliveries
+from stemscribe.core.contract import JobState
 from stemscribe.bots.telegram.delivery import (
     JobTracker,
     file_base_name,
@@ -41,7 +42,7 @@ from stemscribe.worker.client import InputFile, Requester
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-_ACTIVE_STATES = {"queued", "started"}
+_ACTIVE_STATES = frozenset(state for state in JobState if state.active)
 
 START_TEXT = (
     "Hi! Send me a recording (a voice note, an audio file or a video with sound) and I send back "

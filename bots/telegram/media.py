@@ -24,17 +24,14 @@ from telegram.error import BadRequest, NetworkError
 from telegram.warnings import PTBDeprecationWarning
 
 from stemscribe.bots.common import format_duration
-from stemscribe.core.errors import (
-    AudioTooLargeError,
-    AudioTooLongError,
-    TransientError,
-    UnsupportedFormatError,
-)
+from stemscribe.core.defaults import MEGABYTE_BYTES
+from stemscribe.core.errors import AudioTooLargeError, TransientError, UnsupportedFormatError
 from stemscribe.core.options import Mode, Options
+from stemscribe.core.plan import InputFacts, Limits, check_inputs, format_size
 from stemscribe.settings import Settings
 
 #: Largest file the public Bot API lets a bot download.
-BOT_DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024
+BOT_DOWNLOAD_LIMIT_BYTES = 20 * MEGABYTE_BYTES
 
 #: File name endings accepted as recordings when Telegram reports no useful mime type.
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({
@@ -126,10 +123,6 @@ def _seconds(media: object) -> float | None:
     return duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
 def download_limit_bytes(settings: Settings) -> int:
     """The largest recording this bot will fetch: the server limit, capped by Telegram's."""
     if settings.telegram_local_mode:
@@ -137,38 +130,30 @@ def download_limit_bytes(settings: Settings) -> int:
     return min(settings.max_input_bytes, BOT_DOWNLOAD_LIMIT_BYTES)
 
 
-def check_size(size: int | None, settings: Settings) -> None:
+def _platform_limit(settings: Settings) -> dict:
+    """Telegram's download limit as core.plan's checks take it (none with a local Bot API server)."""
+    if settings.telegram_local_mode:
+        return {}
+    return {"download_limit_bytes": BOT_DOWNLOAD_LIMIT_BYTES, "download_limit_owner": "Telegram"}
+
+
+def check_size(size: int | None, settings: Settings, *, name: str = "This file") -> None:
     """Raises AudioTooLargeError when size is over what Telegram or this server allows."""
-    if size is None:
-        return
-    telegram_is_stricter = not settings.telegram_local_mode and BOT_DOWNLOAD_LIMIT_BYTES < settings.max_input_bytes
-    if telegram_is_stricter and size > BOT_DOWNLOAD_LIMIT_BYTES:
-        raise AudioTooLargeError(
-            f"Telegram lets bots download files up to {_megabytes(BOT_DOWNLOAD_LIMIT_BYTES)}, "
-            f"and this one is {_megabytes(size)}.",
-            hint="Send a shorter clip or a compressed version (a voice note or an MP3 is plenty).")
-    if size > settings.max_input_bytes:
-        raise AudioTooLargeError(
-            f"This file is {_megabytes(size)}; I accept up to {_megabytes(settings.max_input_bytes)}.",
-            hint="Send a shorter clip or a compressed version (a voice note or an MP3 is plenty).")
+    check_inputs([InputFacts(name, size)], Options(), Limits.from_settings(settings), **_platform_limit(settings))
 
 
 def check_recording(recording: Recording, options: Options, settings: Settings) -> None:
-    """Cheap checks on what Telegram reports, before anything is downloaded.
+    """Cheap checks on what Telegram reports, before anything is downloaded (core.plan.check_inputs).
 
     Raises:
         AudioTooLargeError: over Telegram's download limit or this server's input limit.
         AudioTooLongError: longer than this server accepts for the requested mode.
+        EmptyAudioError: Telegram reports an empty file.
     """
-    check_size(recording.file_size, settings)
-    with_stems = options.mode is Mode.STEMS or options.stems
-    limit_s = settings.max_duration_stems_s if with_stems else settings.max_duration_s
-    if recording.duration_s is not None and recording.duration_s > limit_s:
-        what = " when separating stems" if with_stems else ""
-        raise AudioTooLongError(
-            f"This recording is {format_duration(recording.duration_s)} long; "
-            f"I accept up to {format_duration(limit_s)}{what}.",
-            hint="Trim it to the part you want written down and send that.")
+    facts = InputFacts(recording.file_name, recording.file_size, recording.duration_s)
+    # One recording per message: the mode's count rules are the chat's, not the file's.
+    single = options if options.mode is not Mode.MULTITRACK else options.with_changes(mode=Mode.AUTO)
+    check_inputs([facts], single, Limits.from_settings(settings), **_platform_limit(settings))
 
 
 def _local_path(file_path: str | None) -> Path | None:
@@ -200,11 +185,11 @@ async def download_recording(bot: Bot, recording: Recording, settings: Settings)
     except BadRequest as exc:
         if "too big" in exc.message.lower():
             raise AudioTooLargeError(
-                f"Telegram lets bots download files up to {_megabytes(BOT_DOWNLOAD_LIMIT_BYTES)}, "
-                "and this one is larger.",
+                f"Telegram lets bots download files up to {format_size(BOT_DOWNLOAD_LIMIT_BYTES)}, "
+                f"and {recording.file_name} is larger.",
                 hint="Send a shorter clip or a compressed version (a voice note or an MP3 is plenty).") from exc
         raise
     except NetworkError as exc:
         raise TransientError(f"Downloading the recording from Telegram failed: {exc.message}") from exc
-    check_size(len(data), settings)
+    check_size(len(data), settings, name=recording.file_name)
     return data

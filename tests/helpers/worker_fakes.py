@@ -43,15 +43,20 @@ class FakePipeline:
         error: an exception instance to raise half-way (after progress was reported).
         stems: also write stems/bass.opus.
         pages: pages of the pretend score; each up to MAX_PREVIEW_PAGES gets a preview file.
+        auto_separates: behave like an auto job that decided to separate (calls the hook first).
     """
 
     def __init__(self, seconds: float = 0.2, *, error: BaseException | None = None, stems: bool = False,
-                 pages: int = 1) -> None:
+                 pages: int = 1, auto_separates: bool = False) -> None:
         self.seconds, self.error, self.stems, self.pages = seconds, error, stems, pages
+        self.auto_separates = auto_separates
         self.calls: list[dict] = []
 
-    def __call__(self, inputs, out_dir, options, *, toolkit=None, limits=None, reporter=None) -> dict:
+    def __call__(self, inputs, out_dir, options, *, toolkit=None, limits=None, reporter=None,
+                 before_auto_separation=None) -> dict:
         self.calls.append({"inputs": [Path(p) for p in inputs], "options": options})
+        if self.auto_separates and before_auto_separation is not None:
+            before_auto_separation()
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         steps = max(1, int(self.seconds / 0.05))
