@@ -34,7 +34,8 @@ OPTIONS_HELP = (
     "Options (all optional): mode:auto|solo|piano|stems|multitrack  stems:yes  "
     "instrument:guitar  title:\"My Song\"  composer:\"Me\"  tempo:92  time:6/8  "
     "key:\"D minor\"  level:easy|full  chords:yes|no  engine:auto|basic-pitch|transkun  "
-    "format:opus|flac|wav  tuning:auto|off|432  swing:auto|yes|no"
+    "format:opus|flac|wav  tuning:auto|off|432  swing:auto|yes|no  transpose:+2|-m3|Bb-clarinet|alto-sax  "
+    "tab:auto|yes|no  strings:standard|drop-d|dadgad|open-g|half-step-down|bass4|bass5  capo:0-12"
 )
 
 HELP_TEXT = (
