@@ -205,7 +205,9 @@ def check_demucs(settings: Settings) -> Check:
     if not present:
         return Check("demucs", Status.WARN, f"no separation model installed in {folder}; "
                      "stems:yes jobs will be refused", fetch)
-    names = ", ".join(f"{s.name} ({s.size_bytes / 1e6:.0f} MB)" for s in present)
+    names = ", ".join(f"{s.name} ({s.size_bytes / 1e6:.0f} MB, "
+                      + (f"onnxruntime, {s.file}" if s.backend == "onnx" else f"torch, {s.path}") + ")"
+                      for s in present)
     if DEFAULT_SEPARATION_MODEL not in {s.name for s in present}:
         return Check("demucs", Status.WARN, f"installed: {names}; the default {DEFAULT_SEPARATION_MODEL} is missing",
                      fetch)

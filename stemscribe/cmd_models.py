@@ -49,7 +49,9 @@ def handle_list(args: argparse.Namespace, settings: Settings) -> int:
     print(f"models folder: {folder}")
     default_present = False
     for status in ModelRegistry(folder).list():
-        if status.present:
+        if status.present and status.backend == "onnx":
+            state = f"installed  {status.size_bytes / 1e6:7.1f} MB  {status.file} (ONNX export, onnxruntime)"
+        elif status.present:
             state = f"installed  {status.size_bytes / 1e6:7.1f} MB  {status.path}"
         else:
             state = f"missing    run: stemscribe models fetch {status.name}"
