@@ -99,3 +99,16 @@ def test_close_alternatives_get_one_line():
     assert close_meter_note({}) == ""
     assert "3/4 or 6/8: I wrote 3/4" in summary_line(dict(close, mode="solo"))
     assert "I wrote" not in summary_line(dict(far, mode="solo"))
+
+
+def test_notation_carries_the_alternatives():
+    from stemscribe.core.notation import notate
+    from stemscribe.core.notes import Track
+    from stemscribe.core.options import Options
+
+    n = notate([Track("Piano", "piano", _waltz())], layout="solo", options=Options(), audio_mono=None,
+               sample_rate=22050, title="t")
+    meters = n.alternatives["meter"]
+    assert meters[0]["time_signature"] == n.time_signature
+    assert len(meters) >= 2 and all(set(m) == {"time_signature", "score"} for m in meters)
+    assert n.alternatives["tempo"][0]["bpm"] > 0

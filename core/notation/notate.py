@@ -77,6 +77,8 @@ class Notation:
     tabs: list = field(default_factory=list)
     #: Header line naming a tab's tuning and capo ("Drop D tuning (D A D G B E), capo 2"), or None.
     tab_header: str | None = None
+    #: Ranked meter and tempo readings, the written ones first (see the class docstring).
+    alternatives: dict = field(default_factory=dict)
 
 
 def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np.ndarray | None,
@@ -169,7 +171,8 @@ def notate(tracks: list[Track], *, layout: str, options: Options, audio_mono: np
                     pickup_quarters=float(meter_.pickup_q), bars=bars, parts=parts, warnings=warnings,
                     chords=bool(want_chords), midi_parts=midi_parts,
                     beat_times_s=[float(b) for b in grid.beats_s], beat_quarters=grid.beat_quarters,
-                    swing=None if swing is None else round(swing, 3), tabs=[t for _, t in tabs],
+                    swing=None if swing is None else round(swing, 3), alternatives=alternatives,
+                    tabs=[t for _, t in tabs],
                     tab_header=tab_mod.tabs_header([t for _, t in tabs]))
 
 
