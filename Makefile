@@ -18,6 +18,7 @@ test-fast:        ## skip the tests that run real models on clips
 bench:            ## dev-set benchmark: quality + timings vs plain basic-pitch (see README), then the corpus bench
 	$(PY) bench/run_devset.py
 	$(PY) bench/gt_check.py
+	$(PY) bench/realset.py
 	$(MAKE) bench-corpus
 
 bench-corpus:     ## meter/tempo/pickup on 333 music21 corpus excerpts, train + validation (~1 min; first run parses ~12 min)

@@ -23,7 +23,7 @@ from .base import TranscriptionEngine
 #: "basic-pitch" and "transkun"; "fusion" (both merged) is auto's choice for piano
 #: reductions of mixes, "organ" (transkun's notes held as long as basic-pitch hears
 #: them) for held-tone keyboards, "drums" for drum parts.
-ENGINE_NAMES: tuple[str, ...] = ("basic-pitch", "transkun", "fusion", "organ", "drums")
+ENGINE_NAMES: tuple[str, ...] = ("basic-pitch", "transkun", "fusion", "organ", "drums", "mono")
 
 
 def _load_basic_pitch(cache: ModelCache) -> TranscriptionEngine:
@@ -54,12 +54,19 @@ def _load_drums(cache: ModelCache) -> TranscriptionEngine:
     return DrumEngine()
 
 
+def _load_mono(cache: ModelCache) -> TranscriptionEngine:
+    from .mono import MonoEngine
+
+    return MonoEngine(threads=cache.threads)
+
+
 _LOADERS: dict[str, Callable[[ModelCache], TranscriptionEngine]] = {
     "basic-pitch": _load_basic_pitch,
     "transkun": _load_transkun,
     "fusion": _two_model("fusion", "FusionEngine"),
     "organ": _two_model("held", "HeldToneEngine"),
     "drums": _load_drums,
+    "mono": _load_mono,
 }
 
 

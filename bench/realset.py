@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Real-recording benchmark: stemscribe mode auto next to plain basic-pitch on ../shared/realset.
+
+Usage:
+    .venv/bin/python bench/realset.py [--realset ../shared/realset] [--out bench/results/realset]
+        [--mode auto] [--clips 01,03] [--skip-plain] [--choices-only DIR]
+
+For every clip it runs the full pipeline (core.pipeline.run) into OUT/stemscribe/<clip>/, and
+plain basic-pitch (default thresholds) into OUT/basic-pitch/<clip>/notes.mid, then scores both
+with ../shared/bench/score.py's note metrics (notes only: the real clips have no written score).
+Prints one table: clip, chosen mode / layout, the reason given, note F1, plain basic-pitch's.
+With --choices-only DIR it only prints auto mode's choice (mode, engine, reason) for every clip
+folder under DIR (e.g. ../shared/devset), which is cheap: no notation, no engraving.
+Writes OUT/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def find_audio(clip: Path) -> Path:
+    return next(p for p in sorted(clip.iterdir()) if p.name.startswith("audio."))
+
+
+def load_scorer(bench_dir: Path):
+    sys.path.insert(0, str(bench_dir))
+    import score  # ../shared/bench/score.py
+
+    return score
+
+
+def note_f1(scorer, clip: Path, midi: Path) -> float | None:
+    if not midi.exists():
+        return None
+    ref_i, ref_p = scorer.load_gt_notes(str(clip))
+    est_i, est_p = scorer.load_midi_notes(str(midi))
+    return scorer.note_metrics(ref_i, ref_p, est_i, est_p).get("note_f1_onset")
+
+
+def plain_basic_pitch(audio: Path, out_mid: Path) -> None:
+    from basic_pitch import ICASSP_2022_MODEL_PATH
+    from basic_pitch.inference import predict
+
+    out_mid.parent.mkdir(parents=True, exist_ok=True)
+    _, midi, _ = predict(str(audio), ICASSP_2022_MODEL_PATH)
+    midi.write(str(out_mid))
+
+
+def choices(root: Path) -> None:
+    """Print auto mode's choice for every clip under root (no notation, no engraving)."""
+    from stemscribe.core.audio import decode
+    from stemscribe.core.engines.registry import ModelCache
+    from stemscribe.core.options import parse_options
+    from stemscribe.core.pipeline import Toolkit, decide_mode
+
+    toolkit = Toolkit(engines=ModelCache(threads=0))
+    options = parse_options("mode:auto")
+    for clip in sorted(p for p in root.iterdir() if (p / "meta.json").exists()):
+        audio = decode(find_audio(clip), sample_rate=44100, mono=True)
+        t0 = time.perf_counter()
+        decision = decide_mode(options, audio.samples[0], audio.sample_rate, toolkit)
+        print(f"{clip.name:34s} {decision.mode!s:6s} {decision.engine or '-':12s} {time.perf_counter() - t0:5.1f}s  "
+              f"{decision.reason}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--realset", type=Path, default=ROOT.parent / "shared" / "realset")
+    ap.add_argument("--bench-dir", type=Path, default=ROOT.parent / "shared" / "bench")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "realset")
+    ap.add_argument("--mode", default="auto")
+    ap.add_argument("--clips", help="comma-separated clip number prefixes, e.g. 01,03")
+    ap.add_argument("--skip-plain", action="store_true", help="do not run plain basic-pitch")
+    ap.add_argument("--choices-only", type=Path, help="print auto mode's choices for the clips under this folder")
+    args = ap.parse_args(argv)
+    if args.choices_only:
+        choices(args.choices_only)
+        return 0
+
+    from stemscribe.core.engines.registry import ModelCache
+    from stemscribe.core.options import parse_options
+    from stemscribe.core.pipeline import Toolkit, run
+
+    scorer = load_scorer(args.bench_dir)
+    clips = sorted(p for p in args.realset.iterdir() if (p / "meta.json").exists())
+    if args.clips:
+        clips = [c for c in clips if c.name.startswith(tuple(args.clips.split(",")))]
+    toolkit = Toolkit(engines=ModelCache(threads=0))
+    rows = []
+    for clip in clips:
+        out = args.out / "stemscribe" / clip.name
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            result = run([find_audio(clip)], out, parse_options(f"mode:{args.mode}"), toolkit=toolkit)
+        except Exception as exc:  # a benchmark reports failures and carries on
+            result = {"error": repr(exc)}
+        wall = round(time.perf_counter() - t0, 1)
+        bp_mid = args.out / "basic-pitch" / clip.name / "notes.mid"
+        if not args.skip_plain and not bp_mid.exists():
+            plain_basic_pitch(find_audio(clip), bp_mid)
+        row = dict(clip=clip.name, mode=str(result.get("mode", "?")), layout=result.get("layout", "?"),
+                   reason=result.get("mode_reason", result.get("error", "")), wall_s=wall,
+                   note_f1=note_f1(scorer, clip, out / "notes.mid"), plain_f1=note_f1(scorer, clip, bp_mid))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print()
+    print("| clip | mode | layout | reason | note F1 | plain basic-pitch | s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        f1 = "–" if r["note_f1"] is None else f"{r['note_f1']:.3f}"
+        bp = "–" if r["plain_f1"] is None else f"{r['plain_f1']:.3f}"
+        print(f"| {r['clip']} | {r['mode']} | {r['layout']} | {r['reason']} | {f1} | {bp} | {r['wall_s']} |")
+    (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
