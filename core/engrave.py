@@ -199,8 +199,9 @@ def _fix_drum_staves(ly: str) -> str:
             .replace("\\context DrumStaff", "\\context Staff").replace("\\context DrumVoice", "\\context Voice"))
 
 
-_LY_PITCH_RE = re.compile(r"\(ly:make-pitch (-?\d+) (\d) (-?\d+(?:/\d+)?)\)")
-_TAB_TUNING_RE = re.compile(r"stringTunings = #`\(((?:\s*,\(ly:make-pitch [-0-9/ ]+\))+)\s*\)")
+# musicxml2ly wraps long lines, also inside a tuning's Scheme: any whitespace may separate its parts.
+_LY_PITCH_RE = re.compile(r"\(ly:make-pitch\s+(-?\d+)\s+(\d)\s+(-?\d+(?:/\d+)?)\)")
+_TAB_TUNING_RE = re.compile(r"stringTunings\s*=\s*#`\(((?:\s*,\(ly:make-pitch[-0-9/\s]+\))+)\s*\)")
 _CHORD_STRINGS_RE = re.compile(r"<([^<>]+)>(\d+\.*(?:\*\d+(?:/\d+)?)?)((?:\s*(?:~|\[|\]|\\[1-9]))*)")
 
 

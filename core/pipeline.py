@@ -360,17 +360,11 @@ def write_performance_midi(tracks: Sequence[Track], path: Path) -> None:
 
 
 def _write_stems(stems: dict[str, Audio], out_dir: Path, options: Options, timer: _Timer) -> list[str]:
-    from .audio import encode
+    from .separate import write_stems
 
-    ext = {"opus": "ogg", "flac": "flac", "wav": "wav"}[str(options.stem_format)]
-    (out_dir / "stems").mkdir(exist_ok=True)
-    names = []
     with timer.stage("encode_stems"):
-        for name, audio in stems.items():
-            rel = f"stems/{name}.{ext}"
-            encode(audio, out_dir / rel, str(options.stem_format))
-            names.append(rel)
-    return names
+        written = write_stems(stems, out_dir, fmt=str(options.stem_format))
+    return [path.relative_to(out_dir).as_posix() for path in written.values()]
 
 
 def _score_files(previews: Sequence[Path]) -> list[str]:

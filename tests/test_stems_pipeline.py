@@ -63,7 +63,11 @@ def test_one_staff_per_kept_part_and_a_percussion_staff(stems_result):
     assert len(result["parts"]) == len([p for p in result["parts"] if p["note_count"] > 0])
     assert 1 <= len(result["parts"]) <= len(kept)
     score = music21.converter.parse(str(out / "score.musicxml"))
-    assert len(score.parts) == len(result["parts"])
+    # guitar and bass parts also get a tab staff (a part of their own in MusicXML, a TAB clef)
+    tabs = [p for p in score.parts if isinstance(p.recurse().getElementsByClass(music21.clef.Clef).first(),
+                                                  music21.clef.TabClef)]
+    assert len(tabs) == len([p for p in result["parts"] if p.get("tab")])
+    assert len(score.parts) - len(tabs) == len(result["parts"])
     drums = [p for p in result["parts"] if p["instrument"] == "drums"]
     assert drums and drums[0]["clef"] == "percussion"
     unpitched = [n for n in score.recurse().notes if isinstance(n, music21.note.Unpitched)]
