@@ -251,4 +251,4 @@ def test_model_cache_builds_fusion_and_organ_from_its_own_engines():
     assert cache.get("fusion") is fusion
     organ = cache.get("organ")
     assert organ.name == "organ" and organ.basic_pitch is fusion.basic_pitch and organ.transkun is fusion.transkun
-    assert cache.load_counts == {"basic-pitch": 1, "transkun": 1, "fusion": 1, "organ": 1, "drums": 0}
+    assert cache.load_counts == {"basic-pitch": 1, "transkun": 1, "fusion": 1, "organ": 1, "drums": 0, "mono": 0}

@@ -116,14 +116,14 @@ def test_two_users_dm_and_group_each_get_their_own_score(worker, bot, tmp_path, 
 
     for chat_id, source_id, ack_text, base in (
             (ALICE["id"], dm["message"]["message_id"], "Got your voice note (0:04). Fetching it…", "Banks-of-the-Bann"),
-            (GROUP, recording["message_id"], "Got your audio file (0:04). Fetching it…", "reel")):
+            (GROUP, recording["message_id"], "Got your audio file (0:04). Fetching it…", "Reel")):
         # One acknowledgement, then only edits of that same message.
         acks = [c for c in api.calls_of("sendMessage", chat_id=chat_id) if c.status == 200]
         assert [c.params["text"] for c in acks] == [ack_text]
         edits = [c for c in api.calls_of("editMessageText", chat_id=chat_id) if c.status == 200]
         assert {int(c.params["message_id"]) for c in edits} == {acks[0].result["message_id"]}
         assert edits[0].params["text"].startswith("Queued")
-        # Results: preview photo with the summary, then the score files, named after the title or file.
+        # Results: preview photo with the summary, then the score files, named after the score's title (core decides it).
         files = uploads(api, chat_id)
         assert set(files) == {f"{base}-preview.png", f"{base}.pdf", f"{base}.musicxml", f"{base}.mid",
                               f"{base}-performance.mid"}
