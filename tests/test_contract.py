@@ -119,3 +119,11 @@ def test_stems_jobs_are_planned_onto_the_separation_queue(client, settings, redi
 
     job_id = _submit(client, Options(mode=Mode.STEMS))
     assert Job.fetch(job_id, connection=redis_conn).origin == "stemscribe:separation"
+
+
+def test_job_ids_never_read_as_command_line_options():
+    from stemscribe.worker.client import new_job_id
+
+    ids = [new_job_id() for _ in range(2000)]  # about 1 in 64 raw tokens starts with '-'
+    assert all(len(i) == 24 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

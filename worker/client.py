@@ -54,6 +54,18 @@ HISTORY_LENGTH = 20
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def new_job_id() -> str:
+    """A fresh job id: 24 random URL-safe characters, never starting with '-'.
+
+    Users paste job ids into commands (`stemscribe result ID`, /status ID); one that
+    starts with '-' would be read as an option there.
+    """
+    while True:
+        job_id = secrets.token_urlsafe(18)
+        if not job_id.startswith("-"):
+            return job_id
+
+
 def _safe_file_name(name: str, index: int) -> str:
     stem = _UNSAFE_NAME_CHARS.sub("_", Path(name or "audio").name).strip("._") or "audio"
     return f"{index}-{stem[-80:]}"
@@ -116,7 +128,7 @@ class JobClient(DeliveryMethods):
                 paths.append(path)
             facts = limits.probe_facts(paths, [f.name for f in files], caps)
         plan = plan_job(facts, options, caps)
-        job_id = secrets.token_urlsafe(18)
+        job_id = new_job_id()
         limits_args = (requester.platform, str(requester.user_id), str(requester.chat_id))
         self.admission.admit(job_id, *limits_args)
         input_names = [INPUT_PREFIX + _safe_file_name(f.name, i) for i, f in enumerate(files)]
