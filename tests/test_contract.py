@@ -7,10 +7,9 @@ a score. Auto jobs that choose separation move to the separation queue.
 
 from __future__ import annotations
 
-import signal
 
 import pytest
-from helpers.worker_fakes import FakePipeline, wav_bytes, worker_settings
+from helpers.worker_fakes import FakePipeline, run_burst, wav_bytes, worker_settings
 
 from stemscribe.bots.common import outcome_text, progress_text
 from stemscribe.core.contract import (ErrorKind, JobError, JobState, delivery_order, listing_order,
@@ -18,18 +17,8 @@ from stemscribe.core.contract import (ErrorKind, JobError, JobState, delivery_or
 from stemscribe.core.errors import AudioTooLongError, EngraveError, NoNotesError, TransientError
 from stemscribe.core.options import Mode, Options
 from stemscribe.worker.client import InputFile, JobClient, Requester
-from stemscribe.worker.main import build_worker
 
 ALICE = Requester("telegram", "1001", "chat-1", {"message_id": 7})
-
-
-def run_burst(settings, pipeline, queues=None) -> None:
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        build_worker(settings, pipeline=pipeline, preload=False, queues=queues).work(burst=True)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 @pytest.fixture

@@ -6,31 +6,19 @@ signature as core.pipeline.run), so each test takes about a second.
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
-from helpers.worker_fakes import FakePipeline, wav_bytes, worker_settings
+from helpers.worker_fakes import FakePipeline, run_burst, wav_bytes, worker_settings
 
 from stemscribe.core.errors import (AudioTooLargeError, JobNotFoundError, NoNotesError, OptionsError,
                                     QueueFullError, RateLimitedError, TooManyJobsError, TransientError,
                                     UnsupportedFormatError)
 from stemscribe.core.options import Mode, Options
 from stemscribe.worker.client import InputFile, JobClient, Requester
-from stemscribe.worker.main import build_worker
 
 ALICE = Requester("telegram", "1001", "chat-1", {"message_id": 7})
 BOB = Requester("telegram", "2002", "chat-1")
-
-
-def run_burst(settings, pipeline, queues=None) -> None:
-    """Run every queued job in this process, then return (signal handlers restored)."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        build_worker(settings, pipeline=pipeline, preload=False, queues=queues).work(burst=True)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 def clip(name="tune.wav", seconds=1.0) -> list[InputFile]:

@@ -146,3 +146,17 @@ def wait_for(predicate: Callable[[], object], *, timeout_s: float = 20.0, interv
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def run_burst(settings, pipeline, queues=None) -> None:
+    """Run every queued job in this process with a burst StemscribeWorker, then return (signal handlers restored)."""
+    import signal
+
+    from stemscribe.worker.main import build_worker
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        build_worker(settings, pipeline=pipeline, preload=False, queues=queues).work(burst=True)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
