@@ -1,7 +1,7 @@
 # Everyday commands. `make setup` once, then `make example` / `make test`.
 PY := .venv/bin/python
 
-.PHONY: setup example test test-fast bench bench-corpus bench-peers clean
+.PHONY: setup example test test-fast bench bench-corpus bench-rendered bench-peers clean
 
 setup:            ## system packages + .venv + stemscribe (editable)
 	bash scripts/setup
@@ -23,6 +23,10 @@ bench:            ## dev-set benchmark: quality + timings vs plain basic-pitch (
 
 bench-corpus:     ## meter/tempo/pickup on 333 music21 corpus excerpts, train + validation (~1 min; first run parses ~12 min)
 	nice -n 5 $(PY) bench/corpus_bench.py
+
+bench-rendered:   ## whole pipeline (mode auto) on 45 rendered corpus pieces x 2 soundfonts (needs scripts/bench-deps)
+	bash scripts/bench-deps
+	nice -n 5 $(PY) bench/rendered_bench.py
 
 clean:
 	rm -rf out bench/results .pytest_cache
