@@ -78,12 +78,15 @@ class StemVerdict:
         mix), "dropped" (near-silent or empty: leave the part out).
     reason: one line for the chat, e.g. "bass: used the separated stem".
     numbers: the measures behind it, rounded, for result.json.
+    split: set by routing when the stem was considered for a melody /
+        accompaniment split (core.split.SplitDecision.to_dict()), else None.
     """
 
     name: str
     decision: str
     reason: str
     numbers: dict = field(default_factory=dict)
+    split: dict | None = None
 
     @property
     def trusted(self) -> bool:

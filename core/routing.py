@@ -7,13 +7,16 @@ instrument from its name, the engine that suits that instrument (piano ->
 transkun, drums -> the drum engine, everything else -> basic-pitch tuned by the
 instrument's family and range), and one Track. In stems mode the artifact guard
 (core.guard) judges every stem against the mix first: near-silent stems are
-dropped, mangled ones are transcribed from the mix instead.
+dropped, mangled ones are transcribed from the mix instead. A kept stem whose name names no instrument
+("other") is split into Melody and Accompaniment when its notes are a melody
+over chords (core.split).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,7 @@ import numpy as np
 from . import guard as guard_module
 from .audio import Audio
 from .errors import OptionsError
+from .split import split_melody
 from .guard import GuardThresholds, StemVerdict
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
 from .notes import Note, Track
@@ -42,6 +46,8 @@ _TRACK_WORDS: dict[str, str] = {
     "gtr": "guitar", "gt": "guitar", "ag": "guitar", "eg": "guitar", "acoustic": "guitar", "strat": "guitar",
     "bs": "bass", "sub": "bass", "upright": "bass", "db": "bass",
 }
+# Families never split into melody and accompaniment (one line, or hits).
+_UNSPLIT_FAMILIES = {"drums", "bass", "voice"}
 # Words that say a part's role rather than its instrument; used only when nothing better is in the name.
 _ROLE_WORDS = {"melody", "lead", "main", "solo", "comping", "rhythm", "backing", "track", "part", "mix"}
 _EXTENSION_RE = re.compile(r"\.[A-Za-z0-9]{1,5}$")
@@ -183,7 +189,7 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
                 reporter: Reporter | None = None, guard: bool = True,
                 thresholds: GuardThresholds = GuardThresholds(),
                 instruments: dict[str, str] | None = None, mix_tuning: Tuning | None = None,
-                tunings: Mapping[str, Tuning] | None = None) -> tuple[list[Track], list[StemVerdict]]:
+                tunings: Mapping[str, Tuning] | None = None, split: bool = True) -> tuple[list[Track], list[StemVerdict]]:
     """Transcribe each part with the engine that suits it, one Track per kept part.
 
     Args:
@@ -200,6 +206,9 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
         mix_tuning: the mix's offset from A440 (core.tuning), also used for the
             parts without one of their own (stems share the mix's).
         tunings: part name -> that part's offset (multitrack files).
+        split: in stems mode, split a kept stem whose name names no instrument
+            ("other") into Melody and Accompaniment when its notes are a melody
+            over chords (core.split); the decision goes into its verdict's ``split``.
 
     Returns:
         (tracks in input order without dropped parts, one verdict per part).
@@ -217,6 +226,7 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
     verdicts: list[StemVerdict] = []
     for name, audio in named_audios:
         instrument = overrides.get(name) or instrument_for_name(name)
+        named = instrument
         tuning = (tunings or {}).get(name, mix_tuning)
         source = f"stem:{name}" if mix is not None else f"file:{name}"
         if spectra is not None and spectra.energy_db(name) < thresholds.silent_db:
@@ -243,6 +253,18 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
         if verdict.decision == "mix":
             notes, engine_name = transcriber.run(mix, instrument, f"{name} from the mix", mix_tuning)
             source = "mix"
+        elif named is None and mix is not None and split and instrument.family not in _UNSPLIT_FAMILIES:
+            # A stem whose name says nothing ("other") may be a lead over chords: write them as two parts.
+            melody, accompaniment, decision = split_melody(notes, label=f"the {name} stem")
+            verdict = replace(verdict, split=decision.to_dict())
+            verdicts[-1] = verdict
+            if decision.split:
+                for part_name, part_notes in zip(decision.tracks, (melody, accompaniment)):
+                    part_instrument = guess_instrument(part_notes)
+                    tracks.append(Track(name=part_name, instrument=part_instrument.key,
+                                        notes=_in_range(part_notes, part_instrument), source=source,
+                                        engine=engine_name, is_drum=False))
+                continue
         tracks.append(Track(name=part_display_name(name, instrument), instrument=instrument.key, notes=notes,
                             source=source, engine=engine_name, is_drum=instrument.family == "drums"))
     if reporter is not None:

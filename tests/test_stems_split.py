@@ -1,0 +1,126 @@
+"""The melody / accompaniment split (core.split) on constructed note lists, and its use in routing. No models."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stemscribe.core.audio import Audio
+from stemscribe.core.notes import Note
+from stemscribe.core.options import Options
+from stemscribe.core.routing import route_parts
+from stemscribe.core.split import split_melody, top_line
+
+BEAT_S = 0.5
+CHORDS = [(48, 52, 55), (53, 57, 60), (55, 59, 62), (48, 52, 55)]  # C F G C, around middle C
+TUNE = [72, 74, 76, 77, 79, 77, 76, 74, 72, 71, 72, 74, 76, 74, 72, 72]  # stepwise, an octave above
+
+
+def _comping(bars: int = 4) -> list[Note]:
+    """Block chords on every beat, four beats a bar."""
+    notes = []
+    for bar in range(bars):
+        for beat in range(4):
+            start = (bar * 4 + beat) * BEAT_S
+            notes += [Note(start, start + BEAT_S * 0.9, p) for p in CHORDS[bar % len(CHORDS)]]
+    return notes
+
+
+def _tune(bars: int = 4) -> list[Note]:
+    """Eighth notes after a dotted start: half the onsets fall between the chords'."""
+    notes, time, k = [], 0.25, 0
+    while time < bars * 4 * BEAT_S - 0.3:
+        length = BEAT_S if k % 3 == 0 else BEAT_S / 2
+        notes.append(Note(time, time + length * 0.95, TUNE[k % len(TUNE)]))
+        time += length
+        k += 1
+    return notes
+
+
+def test_melody_over_chords_is_split_into_the_tune_and_the_chords():
+    tune, chords = _tune(), _comping()
+    melody, accompaniment, decision = split_melody(tune + chords)
+    assert decision.split, decision.reason
+    assert sorted((n.start_s, n.pitch) for n in melody) == sorted((n.start_s, n.pitch) for n in tune)
+    assert len(accompaniment) == len(chords)
+    assert decision.tracks == ("Melody", "Accompaniment")
+    assert "split into Melody" in decision.reason
+    assert decision.to_dict()["numbers"]["independent"] >= 0.3
+
+
+def test_octave_ghosts_of_the_tune_do_not_take_its_place():
+    tune = _tune()
+    ghosts = [Note(n.start_s + 0.01, n.end_s - 0.05, n.pitch + 12, velocity=30) for n in tune[::2]]
+    melody, _, decision = split_melody(tune + ghosts + _comping())
+    assert decision.split, decision.reason
+    assert {n.pitch for n in melody} <= set(TUNE)
+
+
+def test_a_plain_chordal_part_stays_one_part():
+    # A hymn-like part: four voices moving together, its top voice a stepwise line.
+    notes = []
+    for k, top in enumerate(TUNE * 2):
+        start = k * BEAT_S
+        notes += [Note(start, start + BEAT_S * 0.95, p) for p in (top - 24, top - 12, top - 8, top)]
+    melody, accompaniment, decision = split_melody(notes)
+    assert not decision.split
+    assert melody == [] and len(accompaniment) == len(notes)
+    assert "chordal" in decision.reason
+
+
+def test_a_single_line_stays_one_part():
+    _, accompaniment, decision = split_melody(_tune())
+    assert not decision.split and "single line" in decision.reason
+    assert len(accompaniment) == len(_tune())
+
+
+def test_a_top_line_of_scattered_leaps_is_not_a_melody():
+    rng = np.random.default_rng(3)
+    chords = _comping()
+    leaps = [Note(0.25 + k * 0.5, 0.8 + k * 0.5, int(p)) for k, p in enumerate(rng.choice([62, 74, 86, 67, 79], 30))]
+    _, _, decision = split_melody(chords + leaps)
+    assert not decision.split
+
+
+def test_top_line_is_in_time_order_and_one_note_per_onset():
+    notes = _tune() + _comping()
+    line = [notes[i] for i in top_line(notes)]
+    assert all(a.start_s < b.start_s for a, b in zip(line, line[1:]))
+
+
+class _FakeEngine:
+    def __init__(self, notes):
+        self.notes = notes
+
+    def transcribe(self, samples, sample_rate, **kwargs):
+        return list(self.notes)
+
+
+class _FakeModels:
+    def __init__(self, notes):
+        self.engine = _FakeEngine(notes)
+
+    def get(self, name):
+        return self.engine
+
+
+def _audio() -> Audio:
+    return Audio(np.zeros((1, 44100), dtype=np.float32), 44100, "x")
+
+
+def test_routing_writes_an_other_stem_as_melody_and_accompaniment_and_records_why():
+    models = _FakeModels(_tune() + _comping())
+    tracks, verdicts = route_parts([("other", _audio())], mix=_audio(), models=models, options=Options(),
+                                   guard=False)
+    assert [t.name for t in tracks] == ["Melody", "Accompaniment"]
+    assert verdicts[0].split["split"] is True and verdicts[0].to_dict()["split"]["reason"]
+    tracks, verdicts = route_parts([("other", _audio())], mix=_audio(), models=models, options=Options(),
+                                   guard=False, split=False)
+    assert len(tracks) == 1 and verdicts[0].split is None
+
+
+def test_routing_leaves_named_stems_and_multitrack_files_whole():
+    models = _FakeModels(_tune() + _comping())
+    tracks, verdicts = route_parts([("piano", _audio())], mix=_audio(), models=models, options=Options(), guard=False)
+    assert len(tracks) == 1 and verdicts[0].split is None
+    tracks, verdicts = route_parts([("other.wav", _audio())], mix=None, models=models, options=Options())
+    assert len(tracks) == 1 and verdicts[0].split is None
