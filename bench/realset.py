@@ -54,21 +54,58 @@ def plain_basic_pitch(audio: Path, out_mid: Path) -> None:
     midi.write(str(out_mid))
 
 
-def choices(root: Path) -> None:
-    """Print auto mode's choice for every clip under root (no notation, no engraving)."""
+def choices(root: Path, *, transcribe: bool = False, scorer=None, out: Path | None = None) -> list[dict]:
+    """Print auto mode's choice for every clip under root (no notation or engraving).
+
+    The same steps as core.pipeline.run up to the mode: profile, tuning, the basic-pitch
+    probe's note stream, choose_mode. With ``transcribe`` a solo or piano choice is also
+    transcribed the way run() does it (core.pipeline._transcribe_single) and scored on
+    notes; a stems choice is left at its choice.
+    """
+    from stemscribe.core.analysis import profile_mix
     from stemscribe.core.audio import decode
+    from stemscribe.core.auto import kind_of, listen
     from stemscribe.core.engines.registry import ModelCache
-    from stemscribe.core.options import parse_options
-    from stemscribe.core.pipeline import Toolkit, decide_mode
+    from stemscribe.core.options import Mode, parse_options
+    from stemscribe.core.pipeline import Toolkit, _transcribe_single, choose_mode
+    from stemscribe.core.progress import Reporter
+    from stemscribe.core.tuning import estimate_tuning
 
     toolkit = Toolkit(engines=ModelCache(threads=0))
     options = parse_options("mode:auto")
-    for clip in sorted(p for p in root.iterdir() if (p / "meta.json").exists()):
+    rows = []
+    clips = sorted(p for p in root.rglob("meta.json"))
+    for meta_path in clips:
+        clip = meta_path.parent
         audio = decode(find_audio(clip), sample_rate=44100, mono=True)
         t0 = time.perf_counter()
-        decision = decide_mode(options, audio.samples[0], audio.sample_rate, toolkit)
-        print(f"{clip.name:34s} {decision.mode!s:6s} {decision.engine or '-':12s} {time.perf_counter() - t0:5.1f}s  "
-              f"{decision.reason}", flush=True)
+        samples = audio.samples[0]
+        profile = profile_mix(samples, audio.sample_rate)
+        tuning = estimate_tuning(samples, audio.sample_rate)
+        probe = listen(toolkit.engines.get("basic-pitch"), samples, audio.sample_rate, tuning)
+        mode, reason = choose_mode(options, 1, profile, None, separation_available=lambda: True, stream=probe.stream)
+        meta = json.loads(meta_path.read_text())
+        row = dict(clip=str(clip.relative_to(root)), mode=str(mode), kind=kind_of(profile, probe.stream),
+                   reason=reason, overlap=round(probe.stream.overlap, 3), notes=probe.stream.notes,
+                   percussive=round(profile.percussive_ratio, 3), struck=profile.struck,
+                   accepted=meta.get("accepted_modes"), true_kind=meta.get("kind"))
+        if transcribe and mode in (Mode.SOLO, Mode.PIANO):
+            track, why = _transcribe_single(samples, audio.sample_rate, mode, None, options, profile, toolkit,
+                                            Reporter(), tuning, probe)
+            row.update(engine=track.engine, instrument=track.instrument, why=why)
+            if scorer is not None and out is not None:
+                mid = out / "choices" / row["clip"] / "notes.mid"
+                mid.parent.mkdir(parents=True, exist_ok=True)
+                from stemscribe.core.pipeline import write_performance_midi
+
+                write_performance_midi([track], mid)
+                row["note_f1"] = note_f1(scorer, clip, mid)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+        f1 = f" F1 {row['note_f1']:.3f}" if row.get("note_f1") is not None else ""
+        print(f"{row['clip']:60s} {row['mode']:6s} {row['kind']:9s} {row.get('engine', ''):11s} "
+              f"ov {row['overlap']:.3f}{f1} {row['seconds']:5.1f}s", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,9 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", help="comma-separated clip number prefixes, e.g. 01,03")
     ap.add_argument("--skip-plain", action="store_true", help="do not run plain basic-pitch")
     ap.add_argument("--choices-only", type=Path, help="print auto mode's choices for the clips under this folder")
+    ap.add_argument("--transcribe", action="store_true",
+                    help="with --choices-only: also transcribe solo/piano choices and score their notes")
     args = ap.parse_args(argv)
     if args.choices_only:
-        choices(args.choices_only)
+        rows = choices(args.choices_only, transcribe=args.transcribe, scorer=load_scorer(args.bench_dir), out=args.out)
+        args.out.mkdir(parents=True, exist_ok=True)
+        name = "choices-" + args.choices_only.name + ".json"
+        (args.out / name).write_text(json.dumps(rows, indent=1))
+        print(f"wrote {args.out / name}")
         return 0
 
     from stemscribe.core.engines.registry import ModelCache
@@ -109,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             plain_basic_pitch(find_audio(clip), bp_mid)
         row = dict(clip=clip.name, mode=str(result.get("mode", "?")), layout=result.get("layout", "?"),
                    reason=result.get("mode_reason", result.get("error", "")), wall_s=wall,
+                   kind=(result.get("evidence") or {}).get("kind"),
+                   engines=[p.get("engine") for p in result.get("parts", []) if isinstance(p, dict)],
+                   notes_line=[n for n in result.get("user_notes", []) if n.startswith("Notes:")],
                    note_f1=note_f1(scorer, clip, out / "notes.mid"), plain_f1=note_f1(scorer, clip, bp_mid))
         rows.append(row)
         print(json.dumps(row), flush=True)

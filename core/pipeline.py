@@ -1,6 +1,6 @@
 """The whole job: recordings in, a folder of score files out.
 
-Exports: run, choose_mode, stem_summary_line, write_performance_midi, OUTPUT_FILES;
+Exports: run, choose_mode, needs_probe, stem_summary_line, write_performance_midi, OUTPUT_FILES;
 re-exports Limits and Toolkit (core.toolkit).
 
 ``run`` composes the stages (decode, optional separation, transcription,
@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .analysis import MixProfile, profile_mix
+from .auto import (SUNG_DEVIATION, NoteStream, Probe, attack_count, check_engine, choose_line_engine, kind_of, kind_reason, listen,
+                   solo_instrument, sung)
 from .audio import Audio, decode
 from .contract import SCORE_FILES
 from .plan import InputFacts, auto_separation_refusal, check_inputs, duration_cap_s, separates
@@ -116,15 +118,20 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
 
     # ---------------------------------------------------------------- mode
     profile: MixProfile | None = None
+    probe: Probe | None = None
     with timer.stage("analyze"):
         if len(audios) == 1 and options.mode in (Mode.AUTO, Mode.SOLO, Mode.PIANO):
             profile = profile_mix(mix_mono, mix.sample_rate)
         # The first file's mono mixdown is the mix's, made above.
         tunings = [_tuning_of(mix_mono if a is mix else a.mono().samples[0], a.sample_rate, options)
                    for a in audios]
+        if needs_probe(options, len(audios), instrument):
+            reporter(Stage.DECODE, 1.0, "Listening to how many notes sound at once")
+            probe = listen(toolkit.engines.get("basic-pitch"), mix_mono, mix.sample_rate, tunings[0])
     user_notes.extend(_tuning_lines(inputs, tunings))
     mode, reason = choose_mode(options, len(audios), profile, instrument,
-                               separation_available=lambda: toolkit.separation_available(options.separator))
+                               separation_available=lambda: toolkit.separation_available(options.separator),
+                               stream=probe.stream if probe is not None else None)
     if mode is Mode.STEMS and options.mode is Mode.AUTO:
         # Auto chose separation after listening: the stems cap and queue apply now.
         refusal = auto_separation_refusal(duration_s, limits)
@@ -180,8 +187,11 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
                                     tunings={name: t for (name, _), t in zip(named, tunings)})
         else:
             layout = "solo" if mode is Mode.SOLO else "piano"
-            tracks = [_transcribe_single(mix_mono, mix.sample_rate, mode, instrument, options,
-                                         profile, toolkit, reporter, tunings[0])]
+            track, engine_note = _transcribe_single(mix_mono, mix.sample_rate, mode, instrument, options,
+                                                    profile, toolkit, reporter, tunings[0], probe)
+            tracks = [track]
+            if engine_note:
+                user_notes.append(engine_note)
     tracks = [t for t in tracks if t.notes]
     if not any(not t.is_drum for t in tracks) and not any(t.is_drum for t in tracks):
         raise NoNotesError("I couldn't hear any notes in that recording.",
@@ -250,14 +260,26 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
         kept_files=kept_files,
         transposed_for=transposed_for,
         alternatives=getattr(notation, "alternatives", None) or {},
+        evidence=_evidence(profile, probe),
     )
     _write_json(out_dir / "result.json", result)
     reporter(Stage.DONE, 1.0, None)
     return result
 
 
+def needs_probe(options: Options, n_inputs: int, instrument: Instrument | None) -> bool:
+    """Whether a single recording's notes must be heard before the mode or staff is chosen.
+
+    Mode auto (without stems:yes) decides from them, and so does mode solo when nobody
+    named the instrument (a line gets a melody staff, chords a grand staff).
+    """
+    if n_inputs != 1 or instrument is not None:
+        return False
+    return (options.mode is Mode.AUTO and not options.stems) or options.mode is Mode.SOLO
+
+
 def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, instrument: Instrument | None,
-                *, separation_available: Any = lambda: False) -> tuple[Mode, str]:
+                *, separation_available: Any = lambda: False, stream: NoteStream | None = None) -> tuple[Mode, str]:
     """Decide the mode and give a one-line reason a user can read.
 
     Args:
@@ -266,6 +288,8 @@ def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, ins
         profile: features of a single recording (None for several).
         instrument: the instrument the user named, if any.
         separation_available: callable telling whether demucs weights are installed.
+        stream: the probe's note stream (core.auto): with it the decision rests on how
+            many notes sound at once, which no timbre changes; without it on the profile.
 
     Returns:
         (mode, reason).
@@ -281,19 +305,13 @@ def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, ins
     if instrument is not None:
         return Mode.SOLO, f"you said it's {instrument.name.lower()}"
     assert profile is not None
-    if profile.is_band:
+    kind = kind_of(profile, stream)
+    if kind == "band":
         if separation_available():
             return Mode.STEMS, "it sounds like a band with drums, so each instrument gets its own staff"
         return Mode.PIANO, ("it sounds like a band with drums; stem separation isn't installed on this server, "
                             "so it's reduced to piano")
-    if profile.monophonic:
-        return Mode.SOLO, "it sounds like a single melody line"
-    if profile.keyboard_like:
-        what = "an organ" if profile.steady else "a piano"
-        return Mode.SOLO, f"it sounds like {what} playing chords, so it's written on a grand staff"
-    if profile.plucked_solo:
-        return Mode.SOLO, "it sounds like one plucked instrument, guitar-like"
-    return Mode.PIANO, "several instruments play together, so they're reduced to a grand staff"
+    return (Mode.PIANO if kind == "ensemble" else Mode.SOLO), kind_reason(kind)
 
 
 def stem_summary_line(verdicts: Sequence[Any]) -> str:
@@ -312,11 +330,22 @@ def stem_summary_line(verdicts: Sequence[Any]) -> str:
     return ("Separation: " + "; ".join(bits) + ".") if bits else ""
 
 
+#: Families whose solo line goes to the line-engine choice (pitch tracker or basic-pitch).
+_LINE_FAMILIES = frozenset({"voice", "winds", "brass", "strings", "melody"})
+
+
 def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instrument: Instrument | None, options: Options,
-                       profile: MixProfile | None, toolkit: Toolkit, reporter: Reporter, tuning: Tuning) -> Track:
-    """Transcribe one recording as one track (solo or piano reduction)."""
+                       profile: MixProfile | None, toolkit: Toolkit, reporter: Reporter, tuning: Tuning,
+                       probe: Probe | None = None) -> tuple[Track, str]:
+    """Transcribe one recording as one track (solo or piano reduction).
+
+    Returns:
+        (the track, a sentence for the user about the engine when it is worth saying: the
+        pitch tracker wrote a sung line, or one engine heard far less than the other).
+    """
+    stream = probe.stream if probe is not None else None
     if instrument is None and mode is Mode.SOLO and profile is not None:
-        instrument = INSTRUMENTS[profile.guess_instrument()]
+        instrument = solo_instrument(kind_of(profile, stream), stream, profile)
     if instrument is None:
         instrument = INSTRUMENTS["piano"]
     reduction = mode is Mode.PIANO
@@ -324,18 +353,67 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
     # A piano reduction takes every instrument of the mix, so the named one plays no part in the choice.
     engine_name = choose_engine(str(options.engine), None if reduction else instrument,
                                 polyphonic_piano_like=piano_like, mix_reduction=reduction)
-    engine = toolkit.engines.get(engine_name)
 
     def progress(fraction: float) -> None:
         reporter(Stage.TRANSCRIBE, fraction, None)
 
+    def basic_pitch_notes(part: Instrument | None) -> list:
+        if probe is not None:
+            return probe.redecode(part)
+        return transcribe_in_tune(toolkit.engines.get("basic-pitch").transcribe, samples, sample_rate, tuning,
+                                  instrument=part, progress=progress)
+
+    name = "Piano" if reduction else instrument.name
+    key = "piano" if reduction else instrument.key
+    line = (not reduction and str(options.engine) == "auto" and not instrument.polyphonic
+            and instrument.family in _LINE_FAMILIES)
+    if line:
+        reporter(Stage.TRANSCRIBE, 0.0, "Listening for notes (pitch tracker and basic-pitch)")
+        choice = choose_line_engine(samples, sample_rate, instrument, mono=toolkit.engines.get("mono"),
+                                    basic_pitch_notes=lambda: basic_pitch_notes(instrument), tuning=tuning,
+                                    prefer_mono=instrument.family == "voice", progress=progress)
+        why = f"Notes: {choice.why}." if choice.why else ""
+        return Track(name=name, instrument=key, notes=choice.notes, source="mix", engine=choice.engine), why
+
     label = "basic-pitch + transkun" if engine_name in ("fusion", "organ") else engine_name
     reporter(Stage.TRANSCRIBE, 0.0, f"Listening for notes ({label})")
-    notes = transcribe_in_tune(engine.transcribe, samples, sample_rate, tuning,
-                               instrument=None if reduction else instrument, progress=progress)
-    name = "Piano" if mode is Mode.PIANO else instrument.name
-    key = "piano" if mode is Mode.PIANO else instrument.key
-    return Track(name=name, instrument=key, notes=notes, source="mix", engine=engine_name)
+    why = ""
+    if engine_name == "basic-pitch":
+        notes = basic_pitch_notes(instrument)
+    elif (reduction and probe is not None and str(options.engine) == "auto" and profile is not None
+          and not profile.struck and (deviation := sung(toolkit.engines.get("mono"), samples, sample_rate))
+          >= SUNG_DEVIATION):
+        # Voices singing together: a piano model hears little of them, and basic-pitch's own
+        # thresholds (not the ones measured on synthesized instruments) keep their soft onsets.
+        from .engines.basic_pitch import VOICES_PARAMS
+
+        notes, engine_name = probe.redecode(params=VOICES_PARAMS), "basic-pitch"
+        why = (f"Notes: the voices' pitch wavers and glides (deviation {deviation:.2f} semitones), "
+               "so basic-pitch alone wrote them, not the piano model.")
+    else:
+        engine = toolkit.engines.get(engine_name)
+        notes = transcribe_in_tune(engine.transcribe, samples, sample_rate, tuning,
+                                   instrument=None if reduction else instrument, progress=progress)
+    if probe is not None and engine_name == "transkun":
+        # A piano model that hears almost nothing is the wrong model: the probe's notes stand in.
+        # (Not the organ engine: basic-pitch splits an organ's held chords into many more
+        # attacks than are played, 117 against 34 on the dev set's chorale.)
+        fallback = check_engine(engine_name, attack_count(notes), "basic-pitch", attack_count(probe.notes))
+        if fallback:
+            notes, engine_name, why = probe.redecode(instrument), "basic-pitch", f"Notes: {fallback}."
+    return Track(name=name, instrument=key, notes=notes, source="mix", engine=engine_name,
+                 is_drum=instrument.family == "drums"), why
+
+
+def _evidence(profile: MixProfile | None, probe: Probe | None) -> dict[str, Any]:
+    """What auto mode decided from, for result.json (empty when it decided nothing)."""
+    if profile is None:
+        return {}
+    out: dict[str, Any] = {"profile": profile.to_dict()}
+    if probe is not None:
+        out["note_stream"] = probe.stream.to_dict()
+        out["kind"] = kind_of(profile, probe.stream)
+    return out
 
 
 def write_performance_midi(tracks: Sequence[Track], path: Path) -> None:

@@ -22,7 +22,7 @@ from .base import TranscriptionEngine
 #: Engine names accepted by ModelCache.get. The ``engine:`` option takes "auto",
 #: "basic-pitch" and "transkun"; "fusion" (both merged) is auto's choice for piano
 #: reductions of mixes, "organ" (transkun's notes held as long as basic-pitch hears
-#: them) for held-tone keyboards, "drums" for drum parts.
+#: them) for held-tone keyboards, "drums" for drum parts, "mono" (a pitch tracker) for voices.
 ENGINE_NAMES: tuple[str, ...] = ("basic-pitch", "transkun", "fusion", "organ", "drums", "mono")
 
 
@@ -157,6 +157,8 @@ def choose_engine(engine_option: str, instrument: Instrument | None, *,
                            hint="Use engine:auto, engine:basic-pitch or engine:transkun.")
     if mix_reduction:
         return "fusion"
+    if instrument is not None and instrument.family == "voice":
+        return "mono"
     if instrument is not None and instrument.held_tone:
         return "organ"
     if polyphonic_piano_like or (instrument is not None and instrument.family == "keyboard"):
