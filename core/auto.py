@@ -325,7 +325,10 @@ def kind_of(profile: Any, stream: NoteStream | None) -> str:
             or profile.high_pitch - profile.low_pitch >= 28 or profile.low_pitch < 40)
     if profile.is_band:
         return "band"
-    if not stream.chords and not profile.keyboard_like and not profile.plucked_solo:
+    if not stream.chords and not (profile.struck and (profile.keyboard_like or profile.plucked_solo)):
+        # Notes that overlap without starting together: in a struck or plucked instrument the
+        # strings ring on under the next note (broken chords, pedal); in a sustained one it is
+        # a legato line in a room or through a phone's codec.
         return "line"
     if wide and (profile.struck or profile.steady) and (profile.keyboard_like or stream.chords):
         return "organ" if profile.steady else "keyboard"

@@ -265,3 +265,12 @@ def test_chords_that_barely_overlap_still_count_as_chords_by_their_onsets():
     # An octave ghost of a melody note starting with it is not a chord.
     ghosted = _melody(16) + [Note(n.start_s, n.end_s, n.pitch + 12, 40) for n in _melody(16)[::4]]
     assert note_stream(ghosted).together == 0.0
+
+
+def test_overlapping_notes_that_never_start_together_are_a_line_unless_the_instrument_rings():
+    """A legato line through a room or a phone's codec overlaps its neighbours; a piano's arpeggios ring on."""
+    smeared = note_stream(_melody(24, legato_s=0.12))
+    assert not smeared.line and not smeared.chords and smeared.together == 0.0
+    assert kind_of(_profile(polyphony=2.0, low_pitch=36.0, high_pitch=80.0), smeared) == "line"
+    struck_keyboard = _profile(decay_share=0.45, swell_share=0.1, polyphony=2.0, low_pitch=36.0, high_pitch=80.0)
+    assert kind_of(struck_keyboard, smeared) == "keyboard"
