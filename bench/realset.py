@@ -108,6 +108,51 @@ def choices(root: Path, *, transcribe: bool = False, scorer=None, out: Path | No
     return rows
 
 
+#: Layouts that suit each kind of rendered piece (bench/corpus_render.py's meta "kind"):
+#: a tune on one staff; a keyboard piece on a grand staff (solo piano / organ, or a
+#: reduction); an ensemble on a grand staff or in parts.
+SUITABLE = {"line": {"line"}, "keyboard": {"keyboard", "organ", "ensemble"},
+            "ensemble": {"ensemble", "organ", "keyboard", "band"}}
+
+
+def compare(paths: list[Path]) -> dict:
+    """Summarize choices files (one per soundfont): layout right, engines, note F1, agreement.
+
+    Returns (and prints) {name: summary} plus "agreement" when two files are given: the
+    share of pieces with the same kind on both, and the mean |note F1 difference|.
+    """
+    import statistics
+    from collections import Counter
+
+    tables = {p.stem: {r["clip"]: r for r in json.loads(p.read_text())} for p in paths}
+    out: dict = {}
+    for name, rows in tables.items():
+        vals = list(rows.values())
+        f1 = [r["note_f1"] for r in vals if r.get("note_f1") is not None]
+        by_kind = {k: [r for r in vals if r.get("true_kind") == k] for k in SUITABLE}
+        out[name] = dict(
+            clips=len(vals),
+            layout_right=round(sum(r["kind"] in SUITABLE.get(r.get("true_kind"), set()) for r in vals) / len(vals), 3),
+            layout_right_by_kind={k: f"{sum(r['kind'] in SUITABLE[k] for r in rs)}/{len(rs)}" for k, rs in by_kind.items()},
+            lines_on_piano_model=sum(r.get("true_kind") == "line" and r.get("engine") in ("transkun", "organ", "fusion")
+                                     for r in vals),
+            engines=dict(Counter(r.get("engine", "-") for r in vals)),
+            mean_note_f1=round(statistics.mean(f1), 3) if f1 else None)
+    if len(tables) == 2:
+        (a_name, a), (b_name, b) = tables.items()
+        common = sorted(set(a) & set(b))
+        diffs = [abs(a[c]["note_f1"] - b[c]["note_f1"]) for c in common
+                 if a[c].get("note_f1") is not None and b[c].get("note_f1") is not None]
+        out["agreement"] = dict(
+            pieces=len(common),
+            same_kind=round(sum(a[c]["kind"] == b[c]["kind"] for c in common) / max(1, len(common)), 3),
+            same_mode=round(sum(a[c]["mode"] == b[c]["mode"] for c in common) / max(1, len(common)), 3),
+            mean_abs_note_f1_diff=round(statistics.mean(diffs), 3) if diffs else None,
+            within_0_03=f"{sum(d <= 0.03 for d in diffs)}/{len(diffs)}")
+    print(json.dumps(out, indent=1))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--realset", type=Path, default=ROOT.parent / "shared" / "realset")
@@ -119,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--choices-only", type=Path, help="print auto mode's choices for the clips under this folder")
     ap.add_argument("--transcribe", action="store_true",
                     help="with --choices-only: also transcribe solo/piano choices and score their notes")
+    ap.add_argument("--compare", type=Path, nargs="+",
+                    help="summarize choices-*.json files (two: one per soundfont, same pieces)")
     args = ap.parse_args(argv)
+    if args.compare:
+        compare(args.compare)
+        return 0
     if args.choices_only:
         rows = choices(args.choices_only, transcribe=args.transcribe, scorer=load_scorer(args.bench_dir), out=args.out)
         args.out.mkdir(parents=True, exist_ok=True)

@@ -327,3 +327,10 @@ def test_healthcheck_follows_redis_and_worker_registration(redis_url):
 
     down = run_healthcheck("discord", "redis://127.0.0.1:1/0")
     assert down.returncode == 1 and "redis unreachable" in down.stdout
+
+
+def test_every_no_deps_install_names_the_same_model_packages():
+    """The pitch tracker's package goes in wherever basic-pitch and transkun go in without dependencies."""
+    for path in ("scripts/setup", "scripts/check-wheel", "Dockerfile"):
+        text = (ROOT / path).read_text()
+        assert "torchcrepe==" in text, f"{path} does not install torchcrepe (auto mode's pitch tracker)"
