@@ -12,7 +12,7 @@ reads the note stream:
 
 - ``overlap``: the share of sounding time in which two or more notes sound at once, and
   ``together``: the share of notes that start with another note (within TOGETHER_S, at
-  another pitch and not an octave away: an octave is usually the model's own ghost). One
+  an interval that is not a harmonic: an octave or a twelfth is usually the model's own ghost). One
   line stays under LINE_MAX_OVERLAP and LINE_MAX_TOGETHER (its notes only touch at legato
   joins, in a plucked string's ring or a room's tail); chords and counterpoint reach
   CHORDS_MIN_OVERLAP or LINE_MAX_TOGETHER. Between the two the spectral profile's
@@ -52,10 +52,15 @@ LINE_MAX_OVERLAP = 0.25
 CHORDS_MIN_OVERLAP = 0.40
 #: Onsets this close (s) start together.
 TOGETHER_S = 0.05
+#: Intervals (semitones) at which a note starting with another may be that note's own
+#: harmonic heard as a note (a model's ghost: octave, twelfth, two octaves, ...), so they
+#: do not make a chord. A real chord always has a third, fourth, fifth or sixth in it too.
+_HARMONIC_INTERVALS = np.asarray([0, 12, 19, 24, 28, 31, 36])
 #: Share of notes starting together with another from which the stream is chords: single
-#: lines 0.00-0.36 on the same sets (harmonic ghosts), ensembles and keyboards 0.41-0.92,
-#: a keyboard playing one line 0.00.
-LINE_MAX_TOGETHER = 0.42
+#: lines 0.00-0.13 on the same sets, ensembles 0.47-0.91, keyboard pieces 0.42-0.91 (one
+#: playing a single line 0.00). Before harmonic intervals were left out, phone and room
+#: renders of lines reached 0.36 (ghost twelfths), which sat against the ensembles.
+LINE_MAX_TOGETHER = 0.30
 #: Semitone deviation (MonoLine.deviation) from which a line's pitch behaves like a voice's.
 #: Steady-pitch instruments measure 0.07-0.10, a real singer 0.21, a choir 0.15.
 SUNG_DEVIATION = 0.14
@@ -76,8 +81,8 @@ class NoteStream:
 
     notes: how many.
     overlap: share of sounding FRAME_S frames in which two or more notes sound.
-    together: share of notes that start within TOGETHER_S of another note at another
-        pitch that is not an octave away.
+    together: share of notes that start within TOGETHER_S of another note at an interval
+        that is not a harmonic of one of them (_HARMONIC_INTERVALS).
     low / high / median: 5th, 95th percentile and median pitch (MIDI).
     median_duration_s: median note length.
     """
@@ -132,7 +137,7 @@ def note_stream(notes: list[Note]) -> NoteStream:
     with_another = np.zeros(len(notes), dtype=bool)
     for i in range(len(notes)):
         interval = np.abs(by_onset[lo[i]:hi[i]] - by_onset[i])
-        with_another[i] = bool(np.any((interval != 0) & (interval != 12)))
+        with_another[i] = bool(np.any(~np.isin(interval, _HARMONIC_INTERVALS)))
     return NoteStream(
         notes=len(notes),
         overlap=float(np.mean(count[sounding] >= 2)),

@@ -164,7 +164,14 @@ class _Transcriber:
     def run(self, audio: Audio, instrument: Instrument | None, label: str,
             tuning: Tuning | None = None) -> tuple[list[Note], str]:
         engine_name = self.engine_name(instrument)
-        engine = self.models.get(engine_name)
+        try:
+            engine = self.models.get(engine_name)
+        except ImportError:
+            if engine_name != "mono":
+                raise
+            # No pitch tracker installed (stemscribe doctor says so): basic-pitch writes the voice.
+            engine_name = "basic-pitch"
+            engine = self.models.get(engine_name)
         mono = audio.mono().samples[0]
         start = self.done
 

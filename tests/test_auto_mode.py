@@ -262,9 +262,12 @@ def test_chords_that_barely_overlap_still_count_as_chords_by_their_onsets():
     notes = [Note(0.5 * i, 0.5 * i + 0.1, p, 80) for i in range(12) for p in (60, 64, 67)]
     stream = note_stream(notes)
     assert stream.together == 1.0 and not stream.line and stream.chords
-    # An octave ghost of a melody note starting with it is not a chord.
-    ghosted = _melody(16) + [Note(n.start_s, n.end_s, n.pitch + 12, 40) for n in _melody(16)[::4]]
-    assert note_stream(ghosted).together == 0.0
+    # A model's ghosts of a melody note (its octave, its twelfth) starting with it are not a chord.
+    ghosts = [Note(n.start_s, n.end_s, n.pitch + (12 if i % 2 else 19), 40) for i, n in enumerate(_melody(16)[::2])]
+    assert note_stream(_melody(16) + ghosts).together == 0.0
+    # A third above is.
+    thirds = [Note(n.start_s, n.end_s, n.pitch + 4, 60) for n in _melody(16)]
+    assert note_stream(_melody(16) + thirds).together == 1.0
 
 
 def test_overlapping_notes_that_never_start_together_are_a_line_unless_the_instrument_rings():
@@ -274,3 +277,30 @@ def test_overlapping_notes_that_never_start_together_are_a_line_unless_the_instr
     assert kind_of(_profile(polyphony=2.0, low_pitch=36.0, high_pitch=80.0), smeared) == "line"
     struck_keyboard = _profile(decay_share=0.45, swell_share=0.1, polyphony=2.0, low_pitch=36.0, high_pitch=80.0)
     assert kind_of(struck_keyboard, smeared) == "keyboard"
+
+
+class _NoTracker(_FakeEngines):
+    def get(self, name):
+        if name == "mono":
+            raise ImportError("No module named 'torchcrepe'")
+        return super().get(name)
+
+
+def test_without_a_pitch_tracker_installed_basic_pitch_writes_the_line():
+    from stemscribe.core.auto import listen
+
+    samples = np.zeros(44100, dtype=np.float32)
+    probe = listen(_FakeEngine(_melody(12)), samples, 44100, Tuning.given(440.0))
+    toolkit = _FakeToolkit()
+    toolkit.engines = _NoTracker()
+    track, why = _transcribe_single(samples, 44100, Mode.SOLO, None, Options(), _profile(), toolkit, Reporter(),
+                                    Tuning.given(440.0), probe)
+    assert (track.engine, track.instrument, len(track.notes), why) == ("basic-pitch", "melody", 12, "")
+
+
+def test_doctor_reports_the_pitch_tracker():
+    from stemscribe.cmd_doctor import Status, check_pitch_tracker
+    from stemscribe.settings import Settings
+
+    check = check_pitch_tracker(Settings())
+    assert check.status is Status.OK and "tiny.pth" in check.detail

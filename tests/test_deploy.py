@@ -139,7 +139,7 @@ def test_image_builds_and_passes_doctor():
     checks = {c["name"]: c["status"] for c in json.loads(doctor.stdout)["checks"]}
     # No Redis next to a lone container: everything but Redis must pass inside the image.
     assert {k: v for k, v in checks.items() if not k.startswith("redis")} == {
-        "lilypond": "OK", "ffmpeg": "OK", "basic-pitch": "OK", "transkun": "OK",
+        "lilypond": "OK", "ffmpeg": "OK", "basic-pitch": "OK", "transkun": "OK", "pitch tracker": "OK",
         "demucs": checks["demucs"], "artifacts": "OK"}
     assert checks["demucs"] in ("OK", "WARN")
 

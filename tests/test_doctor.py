@@ -96,7 +96,7 @@ def test_healthy_host_passes_every_check(clean_env, redis_url, installed_models,
     code, out = run_doctor([], capsys)
 
     checks = lines_by_check(out)
-    assert set(checks) == {"lilypond", "ffmpeg", "basic-pitch", "transkun", "demucs", "redis",
+    assert set(checks) == {"lilypond", "ffmpeg", "basic-pitch", "transkun", "pitch tracker", "demucs", "redis",
                            "redis persistence", "artifacts", "telegram token", "discord token"}, out
     assert all(line.startswith("OK") for line in checks.values()), out
     assert code == 0
