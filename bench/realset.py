@@ -108,11 +108,6 @@ def choices(root: Path, *, transcribe: bool = False, scorer=None, out: Path | No
     return rows
 
 
-#: Layouts that suit each kind of rendered piece (bench/corpus_render.py's meta "kind"):
-#: a tune on one staff; a keyboard piece on a grand staff (solo piano / organ, or a
-#: reduction); an ensemble on a grand staff or in parts.
-SUITABLE = {"line": {"line"}, "keyboard": {"keyboard", "organ", "ensemble"},
-            "ensemble": {"ensemble", "organ", "keyboard", "band"}}
 
 
 def compare(paths: list[Path]) -> dict:
@@ -123,6 +118,9 @@ def compare(paths: list[Path]) -> dict:
     """
     import statistics
     from collections import Counter
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from rendered_bench import SUITABLE
 
     tables = {p.stem: {r["clip"]: r for r in json.loads(p.read_text())} for p in paths}
     out: dict = {}

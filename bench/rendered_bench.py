@@ -49,6 +49,12 @@ SCORE_PY = ROOT.parent / "shared" / "bench" / "score.py"
 OUT_ROOT = cr.cp.RESULTS / "rendered_out"
 RESULT_JSON = cr.cp.RESULTS / "rendered.json"
 RESULT_MD = cr.cp.RESULTS / "rendered.md"
+#: What auto mode may call each kind of piece (result.json evidence.kind): a tune is a line on
+#: one staff; a keyboard piece goes on a grand staff (solo piano or organ, or a reduction);
+#: an ensemble on a grand staff or in parts. "mode right" alone counts a solo piano (mode
+#: solo, transkun, grand staff) as wrong for a keyboard piece, whose accepted mode is "piano".
+SUITABLE = {"line": {"line"}, "keyboard": {"keyboard", "organ", "ensemble"},
+            "ensemble": {"ensemble", "organ", "keyboard", "band"}}
 #: Tempo ratio classes (estimate / true quarter tempo), each within 8 %.
 RATIOS = (("x1", 1.0), ("x2", 2.0), ("x1/2", 0.5), ("x1.5", 1.5), ("x2/3", 2 / 3))
 
@@ -140,6 +146,7 @@ def summarize(rows: list[dict]) -> dict:
         key_ok=_mean(rows, "key_ok"),
         modes=dict(sorted(Counter(r["mode"] for r in rows).items())),
         mode_right=round(sum(r["mode"] in r["accepted_modes"] for r in rows) / n, 4),
+        layout_right=round(sum(bool(r.get("layout_right")) for r in rows) / n, 4),
         errors=sum(1 for r in rows if r.get("error")),
         wall_s_mean=round(float(np.mean([r.get("wall_s") or 0.0 for r in rows])), 2),
     )
@@ -182,7 +189,7 @@ def fmt(v) -> str:
 def markdown(report: dict) -> str:
     cols = [("n", "clips"), ("meter_right", "meter"), ("meter_family", "meter family"), ("tempo_strict", "tempo 8 %"),
             ("tempo_x2", "tempo ×2"), ("tempo_x1_5_or_x2_3", "×1.5/×⅔"), ("score_note_f1", "score-note F1"),
-            ("note_f1", "note F1"), ("key_ok", "key"), ("mode_right", "mode right")]
+            ("note_f1", "note F1"), ("key_ok", "key"), ("mode_right", "mode right"), ("layout_right", "layout right")]
     lines = [f"Rendered corpus bench, {report['split']} split, mode auto, commit {report['git']['commit'][:10]}"
              + (f" (core/ uncommitted: {', '.join(report['git']['core_uncommitted'])})"
                 if report["git"]["core_uncommitted"] else ""), "",
@@ -241,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                    pickup_q=meta["pickup_q"], suggested_mode=meta["suggested_mode"],
                    accepted_modes=meta["accepted_modes"],
                    mode=result.get("mode", "error"), mode_reason=result.get("mode_reason"),
+                   auto_kind=(result.get("evidence") or {}).get("kind"),
                    wall_s=result.get("wall_s"), error=result.get("error"))
+        row["layout_right"] = row["auto_kind"] in SUITABLE.get(meta["kind"], ())
         for k in ("note_f1_onset", "note_precision", "note_recall", "score_note_f1", "tempo_est", "tempo_ok",
                   "tempo_ok_octave", "meter_est", "meter_ok", "meter_ok_family", "key_est", "key_ok"):
             row[k] = res.get(k)

@@ -636,3 +636,17 @@ def test_swing_is_told_from_straight_dotted_and_triplet_rhythms(positions, swung
     from stemscribe.core.notation.quantize import detect_swing
 
     assert (detect_swing(np.array(positions)) is not None) is swung
+
+
+@pytest.mark.parametrize("bar_s, bar_e, meter_", [
+    (Fraction(0), Fraction(5, 4), Meter(Fraction(1), 4, Fraction(5, 4), "4/4")),   # a pickup of a quarter and a sixteenth
+    (Fraction(0), Fraction(5), Meter(Fraction(1), 5, Fraction(0), "5/4")),          # a whole 5/4 bar
+])
+def test_an_empty_bar_that_no_single_rest_fills_gets_rests_musicxml_can_write(bar_s, bar_e, meter_):
+    """A grand staff's empty left hand in a 1.25-quarter pickup bar once failed the MusicXML export."""
+    from stemscribe.core.notation.build import _fill_voice
+
+    downbeat = bar_e - meter_.bar_q
+    rests = _fill_voice([], bar_s, bar_e, meter_, downbeat, Speller(0, "major"), drum=False, full_rest=True)
+    assert sum(Fraction(r.quarterLength).limit_denominator(64) for r in rests) == bar_e - bar_s
+    assert all(r.isRest and r.duration.type != "complex" for r in rests)

@@ -242,12 +242,17 @@ def _fill_voice(events: list[VoiceEvent], bar_s: Fraction, bar_e: Fraction, mete
     cursor = bar_s
     inside = [e for e in events if e.end > bar_s and e.onset < bar_e]
     if not inside:
-        if full_rest:
+        if not full_rest:
+            return []
+        if bar_e - bar_s == meter_.bar_q:
             r = note.Rest(quarterLength=bar_e - bar_s)
-            if bar_e - bar_s == meter_.bar_q:
-                r.fullMeasure = True
-            return [r]
-        return []
+            r.fullMeasure = True
+            if r.duration.type != "complex":
+                return [r]
+        # A pickup bar (or a bar no single rest value fills, 5/4) gets rests MusicXML can
+        # write: one rest of 1.25 quarters has no note type and fails the export.
+        return [_make_element(None, b - a, speller, drum=drum, tie_type=None)
+                for a, b in split_span(bar_s, bar_e, meter_, downbeat, rest=True)]
     for ev in inside:
         s, e = max(ev.onset, bar_s), min(ev.end, bar_e)
         if s > cursor:
