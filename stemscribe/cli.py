@@ -98,6 +98,8 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stems", action="store_true", help="also write the separated stems as audio")
     p.add_argument("--stem-format", choices=["opus", "flac", "wav"], help="audio format of stems (default opus)")
     p.add_argument("--separator", help="demucs model: htdemucs (default), htdemucs_6s, htdemucs_ft")
+    p.add_argument("--transpose", help="an interval (+2, -m3) or the instrument to write for "
+                                        "(Bb-clarinet, alto-sax, F-horn); default: concert pitch")
     p.add_argument("--json", action="store_true", help="print result.json to stdout when done")
     p.set_defaults(func=_cmd_transcribe)
 
@@ -111,7 +113,7 @@ def options_from_args(args: argparse.Namespace, words: str) -> Options:
         "mode": args.mode, "instrument": args.instrument, "title": args.title, "composer": args.composer,
         "tempo": args.tempo, "time": args.time_signature, "key": args.key, "engine": args.engine,
         "level": args.level, "chords": args.chords, "format": args.stem_format, "separator": args.separator,
-        "stems": True if args.stems else None,
+        "stems": True if args.stems else None, "transpose": args.transpose,
     }
     return options_from_pairs({k: v for k, v in pairs.items() if v is not None}, base=base)
 

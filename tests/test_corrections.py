@@ -93,6 +93,27 @@ def test_instrument_transposition_writes_the_instruments_pitch_and_key_but_midi_
     assert horn.key == "G major" and written_pitches(horn) == [p + 7 for p in before]
 
 
+def test_the_musicxml_of_a_transposed_part_says_how_it_sounds(tmp_path):
+    """A notation program reading the file plays a B-flat clarinet part a major second below what is written."""
+    import re
+
+    from stemscribe.core.notation import write_musicxml
+
+    path = write_musicxml(transpose_notation(solo(), parse_transposition("Bb-clarinet")), tmp_path / "score.musicxml")
+    found = re.findall(r"<transpose>\s*<diatonic>(-?\d+)</diatonic>\s*<chromatic>(-?\d+)</chromatic>", path.read_text())
+    assert found == [("-1", "-2")]
+    # A plain interval moves the music itself: nothing to declare.
+    moved = write_musicxml(transpose_notation(solo(), parse_transposition("-m3")), tmp_path / "moved.musicxml")
+    assert "<transpose>" not in moved.read_text()
+
+
+def test_the_cli_takes_a_transposition():
+    from stemscribe.cli import build_parser, options_from_args
+
+    args = build_parser().parse_args(["transcribe", "tune.ogg", "--out", "o", "--transpose", "alto-sax"])
+    assert options_from_args(args, "").transpose == "alto-sax"
+
+
 def test_interval_moves_the_midi_and_a_key_of_seven_sharps_is_respelled():
     down = transpose_notation(solo(), parse_transposition("-m3"))
     assert down.key == "A major" and [q.pitch for q in down.midi_parts[0].notes] == [p - 3 for p in TUNE]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from music21 import instrument as m21instrument
 from music21 import interval as m21interval
 from music21 import key as m21key
 from music21 import stream
@@ -149,8 +150,15 @@ def transpose_notation(notation, transposition: Transposition):
         if transposition.instrument:
             part.partName = transposition.instrument
             inst = part.getInstrument(returnDefault=False)
-            if inst is not None:
-                inst.partName = transposition.instrument
+            if inst is None:
+                inst = m21instrument.Instrument()
+                part.insert(0, inst)
+            inst.partName = transposition.instrument
+            if not transposition.moves_sound:
+                # Written for the instrument: the MusicXML says how it sounds (<transpose>), so a
+                # notation program plays it, and transposes it back, at concert pitch.
+                inst.transposition = step.reverse()
+                part.atSoundingPitch = False
     new_key = _transposed_key(notation.key, step)
     if abs(new_key.sharps) > MAX_KEY_ACCIDENTALS:
         flip = m21interval.Interval("d2" if new_key.sharps > 0 else "-d2")
