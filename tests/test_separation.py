@@ -353,7 +353,7 @@ def test_multitrack_routes_each_file_to_its_engine_and_drums_to_a_drum_track(ban
     tracks, verdicts = route_parts([(n, _audio(a)) for n, a in files], mix=None, models=models, options=Options())
     assert [(t.name, t.instrument, t.engine, t.is_drum, t.source) for t in tracks] == [
         ("Bass", "bass", "basic-pitch", False, "file:bass.wav"),
-        ("Lead Vox", "voice", "basic-pitch", False, "file:Lead Vox.flac"),
+        ("Lead Vox", "voice", "mono", False, "file:Lead Vox.flac"),
         ("Keys", "piano", "transkun", False, "file:keys.mp3"),
         ("Drums", "drums", "drums", True, "file:drums.ogg"),
     ]
