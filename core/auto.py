@@ -61,6 +61,11 @@ _HARMONIC_INTERVALS = np.asarray([0, 12, 19, 24, 28, 31, 36])
 #: playing a single line 0.00). Before harmonic intervals were left out, phone and room
 #: renders of lines reached 0.36 (ghost twelfths), which sat against the ensembles.
 LINE_MAX_TOGETHER = 0.30
+#: Below this share of notes starting together, overlapping notes are one line's tails (a
+#: release, a room, a codec) however much they overlap, unless the instrument rings
+#: (struck and keyboard- or guitar-like). Lines reach 0.13 on the train split; the validation
+#: renders showed a TimGM6mb alto sax with long release tails at overlap 0.40, together ~0.
+LINE_TAILS_TOGETHER = 0.15
 #: Semitone deviation (MonoLine.deviation) from which a line's pitch behaves like a voice's.
 #: Steady-pitch instruments measure 0.07-0.10, a real singer 0.21, a choir 0.15.
 SUNG_DEVIATION = 0.14
@@ -330,7 +335,8 @@ def kind_of(profile: Any, stream: NoteStream | None) -> str:
             or profile.high_pitch - profile.low_pitch >= 28 or profile.low_pitch < 40)
     if profile.is_band:
         return "band"
-    if not stream.chords and not (profile.struck and (profile.keyboard_like or profile.plucked_solo)):
+    tails_only = not stream.chords or stream.together < LINE_TAILS_TOGETHER
+    if tails_only and not (profile.struck and (profile.keyboard_like or profile.plucked_solo)):
         # Notes that overlap without starting together: in a struck or plucked instrument the
         # strings ring on under the next note (broken chords, pedal); in a sustained one it is
         # a legato line in a room or through a phone's codec.

@@ -304,3 +304,9 @@ def test_doctor_reports_the_pitch_tracker():
 
     check = check_pitch_tracker(Settings())
     assert check.status is Status.OK and "tiny.pth" in check.detail
+
+
+def test_a_line_with_long_release_tails_is_a_line_however_much_its_notes_overlap():
+    tails = note_stream(_melody(24, legato_s=0.25))  # each note rings well into the next
+    assert tails.overlap >= 0.40 and tails.together == 0.0
+    assert kind_of(_profile(polyphony=2.0, low_pitch=36.0, high_pitch=80.0), tails) == "line"
