@@ -318,13 +318,21 @@ def stem_summary_line(verdicts: Sequence[Any]) -> str:
     """One chat line on the artifact guard's decisions ("" when every stem was used as is).
 
     e.g. "Separation: guitar written from the full mix (its stem was unreliable); bass left out (silent)."
+    or "Separation: the other stem written as Melody and Accompaniment (a tune over chords); bass written
+    from the other stem (the separated bass stem was silent); vocals left out (silent)."
     """
     from_mix = [v.name for v in verdicts if v.decision == "mix"]
-    dropped = [v.name for v in verdicts if v.decision == "dropped"]
+    bass_from = [v.name for v in verdicts if ((v.split or {}).get("bass") or {}).get("split")]
+    dropped = [v.name for v in verdicts if v.decision == "dropped" and not (v.name == "bass" and bass_from)]
+    melody_from = [v.name for v in verdicts if (v.split or {}).get("split")]
     bits = []
     if from_mix:
         verb = "its stem was" if len(from_mix) == 1 else "their stems were"
         bits.append(f"{', '.join(from_mix)} written from the full mix ({verb} unreliable)")
+    for name in melody_from:
+        bits.append(f"the {name} stem written as Melody and Accompaniment (a tune over chords)")
+    for name in bass_from:
+        bits.append(f"bass written from the {name} stem (the separated bass stem was silent)")
     if dropped:
         bits.append(f"{', '.join(dropped)} left out (silent)")
     return ("Separation: " + "; ".join(bits) + ".") if bits else ""

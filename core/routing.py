@@ -24,7 +24,7 @@ import numpy as np
 from . import guard as guard_module
 from .audio import Audio
 from .errors import OptionsError
-from .split import split_melody
+from .split import split_bass, split_melody
 from .guard import GuardThresholds, StemVerdict
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
 from .notes import Note, Track
@@ -263,11 +263,24 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
         elif named is None and mix is not None and split and instrument.family not in _UNSPLIT_FAMILIES:
             # A stem whose name says nothing ("other") may be a lead over chords: write them as two parts.
             melody, accompaniment, decision = split_melody(notes, label=f"the {name} stem")
-            verdict = replace(verdict, split=decision.to_dict())
+            record = decision.to_dict()
+            parts = list(zip(decision.tracks, (melody, accompaniment))) if decision.split else []
+            if _bass_missing(verdicts, tracks):
+                # The separator left the bass in this stem (its own bass stem came out silent).
+                below = accompaniment if decision.split else notes
+                bass, above, bass_decision = split_bass(below, label=f"the {name} stem")
+                record["bass"] = bass_decision.to_dict()
+                if bass_decision.split:
+                    if decision.split:
+                        parts[-1] = (parts[-1][0], above)
+                    else:
+                        parts = [(part_display_name(name, guess_instrument(above)), above)]
+                    parts.append(("Bass", bass))
+            verdict = replace(verdict, split=record)
             verdicts[-1] = verdict
-            if decision.split:
-                for part_name, part_notes in zip(decision.tracks, (melody, accompaniment)):
-                    part_instrument = guess_instrument(part_notes)
+            if parts:
+                for part_name, part_notes in parts:
+                    part_instrument = INSTRUMENTS["bass"] if part_name == "Bass" else guess_instrument(part_notes)
                     tracks.append(Track(name=part_name, instrument=part_instrument.key,
                                         notes=_in_range(part_notes, part_instrument), source=source,
                                         engine=engine_name, is_drum=False))
@@ -277,6 +290,17 @@ def route_parts(named_audios: list[tuple[str, Audio]], *, mix: Audio | None, mod
     if reporter is not None:
         reporter(Stage.TRANSCRIBE, 1.0, "transcribed every part")
     return tracks, verdicts
+
+
+def _bass_missing(verdicts: list[StemVerdict], tracks: list[Track]) -> bool:
+    """A band's separated bass stem was dropped as silent and no part so far is a bass.
+
+    Only with drums kept (a band): a bass guitar folded into "other" is a band's problem;
+    an ensemble's lowest voice (a cello) is not written as a bass guitar.
+    """
+    dropped = any(v.name == "bass" and v.decision == "dropped" for v in verdicts)
+    band = any(v.name == "drums" and v.decision != "dropped" for v in verdicts)
+    return dropped and band and not any(t.instrument == "bass" for t in tracks)
 
 
 class _Spectra:

@@ -1,6 +1,6 @@
 """Splitting one transcribed part by musical function: a melody on top, its accompaniment below.
 
-Exports: SplitThresholds, SplitDecision, split_melody, top_line.
+Exports: SplitThresholds, SplitDecision, split_melody, split_bass, top_line.
 
 A separated "other" stem often carries a lead instrument over chords (a sax over
 piano comping, a fiddle over a strummed guitar). Written as one part it is an
@@ -225,3 +225,66 @@ def split_melody(notes: list[Note], *, thresholds: SplitThresholds = SplitThresh
     reason = (f"{label}: split into {names[0]} ({len(melody)} notes, the top line, "
               f"{numbers['independent']:.0%} of them on their own rhythm) and {names[1]} ({len(rest)} notes)")
     return melody, rest, SplitDecision(True, reason, rounded, tuple(names))
+
+
+#: A bass line pulled out of a part sits at or below this median pitch (MIDI 52, E3).
+BASS_MAX_MEDIAN = 52
+#: ... and at least this many semitones below the rest of the part's median.
+BASS_MIN_GAP = 7.0
+#: Least share of the part's notes a bass line holds (one root under a chord of three or four
+#: notes, held while the chords repeat, is a small share).
+BASS_MIN_SHARE = 0.05
+
+
+def split_bass(notes: list[Note], *, thresholds: SplitThresholds = SplitThresholds(),
+               label: str = "this part") -> tuple[list[Note], list[Note], SplitDecision]:
+    """Pull a bass line out of a part whose lowest notes are one (the bass a separator left in "other").
+
+    htdemucs folds a bass guitar into "other" when drums and a piano play with it (dev 07:
+    its bass stem -58 dB); the routing calls this when the bass stem was dropped as silent.
+    The bottom line is the top line of the part mirrored in pitch (at every onset the lowest
+    note sounding). It is kept when it is a line (``min_line_kept`` of its candidates in one
+    register, sounding at least 40 % of the span: a bass rests more than a melody), sits low
+    (median <= BASS_MAX_MEDIAN) and BASS_MIN_GAP below the rest, and holds at least
+    BASS_MIN_SHARE of the notes (the rest at least ``min_share``).
+
+    Returns:
+        (bass notes, the rest, decision) in time order; when not split the bass is empty.
+    """
+    t = thresholds
+    ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
+
+    def keep(why: str, numbers: dict) -> tuple[list[Note], list[Note], SplitDecision]:
+        rounded = {key: round(float(value), 3) for key, value in numbers.items()}
+        return [], ordered, SplitDecision(False, f"{label}: no bass line taken out, {why}", rounded)
+
+    numbers: dict[str, float] = {"notes": float(len(ordered))}
+    if len(ordered) < t.min_notes:
+        return keep(f"too few notes ({len(ordered)})", numbers)
+    mirrored = [Note(n.start_s, n.end_s, 127 - n.pitch, n.velocity) for n in ordered]
+    line_index, candidates = _top_line(mirrored, t.onset_tolerance_s, t.max_leap)
+    on_line = set(line_index)
+    bass = [ordered[i] for i in sorted(line_index, key=lambda i: ordered[i].start_s)]
+    rest = [n for i, n in enumerate(ordered) if i not in on_line]
+    if not bass or not rest:
+        return keep("it has no lower line under other notes", numbers)
+    span = max(n.end_s for n in ordered) - ordered[0].start_s
+    bass_median = float(np.median([n.pitch for n in bass]))
+    numbers.update(bass_share=len(bass) / len(ordered), line_kept=len(bass) / max(1, candidates),
+                   coverage=_coverage(bass, span), bass_median=bass_median,
+                   register_gap=float(np.median([n.pitch for n in rest])) - bass_median)
+    share = numbers["bass_share"]
+    if share < BASS_MIN_SHARE or share > 1.0 - t.min_share:
+        return keep(f"its lowest notes hold {share:.0%} of them", numbers)
+    if numbers["line_kept"] < t.min_line_kept:
+        return keep(f"its lowest notes do not form a line ({numbers['line_kept']:.0%} in one register)", numbers)
+    if numbers["coverage"] < 0.4:
+        return keep(f"its lowest line sounds only {numbers['coverage']:.0%} of the time", numbers)
+    if bass_median > BASS_MAX_MEDIAN:
+        return keep(f"its lowest line is not in a bass register (median MIDI {bass_median:.0f})", numbers)
+    if numbers["register_gap"] < BASS_MIN_GAP:
+        return keep(f"its lowest line is not apart from the rest ({numbers['register_gap']:.0f} semitones)", numbers)
+    rounded = {key: round(float(value), 3) for key, value in numbers.items()}
+    reason = (f"{label}: its bass line ({len(bass)} notes, median MIDI {bass_median:.0f}) written as Bass, "
+              "since the separated bass stem was silent")
+    return bass, rest, SplitDecision(True, reason, rounded, ("Bass",))

@@ -124,3 +124,57 @@ def test_routing_leaves_named_stems_and_multitrack_files_whole():
     assert len(tracks) == 1 and verdicts[0].split is None
     tracks, verdicts = route_parts([("other.wav", _audio())], mix=None, models=models, options=Options())
     assert len(tracks) == 1 and verdicts[0].split is None
+
+
+BASS_LINE = [36, 41, 43, 36]  # C F G C roots, an octave under the chords
+
+
+def _bass(bars: int = 4) -> list[Note]:
+    """Half notes on the chord roots."""
+    return [Note((bar * 4 + half * 2) * BEAT_S, (bar * 4 + half * 2 + 1.9) * BEAT_S, BASS_LINE[bar % 4])
+            for bar in range(bars) for half in range(2)]
+
+
+def test_a_bass_line_left_under_the_chords_is_taken_out_as_a_bass_part():
+    from stemscribe.core.split import split_bass
+
+    bass, rest, decision = split_bass(_bass() + _comping(), label="the other stem")
+    assert decision.split and decision.tracks == ("Bass",)
+    assert sorted({n.pitch for n in bass}) == [36, 41, 43]
+    assert len(rest) == len(_comping()) and "separated bass stem was silent" in decision.reason
+    # Chords alone have no bass line under them: their lowest notes move with the chord, 6 semitones under it.
+    _, kept, decision = split_bass(_comping(), label="the other stem")
+    assert not decision.split and len(kept) == len(_comping()) and "not apart from the rest" in decision.reason
+    # A tune alone over nothing is not a bass either.
+    assert not split_bass(_tune(), label="the other stem")[2].split
+
+
+def _tone(seconds=2.0, level=0.3) -> Audio:
+    t = np.arange(int(seconds * 44100)) / 44100
+    return Audio((level * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[None], 44100, "x")
+
+
+def test_routing_writes_the_bass_from_other_when_the_bass_stem_came_out_silent():
+    models = _FakeModels(_tune() + _bass() + _comping())
+    silent = Audio(np.zeros((1, 88200), dtype=np.float32), 44100, "bass")
+    tracks, verdicts = route_parts([("drums", _tone()), ("bass", silent), ("other", _tone())], mix=_tone(),
+                                   models=models, options=Options())
+    assert verdicts[0].decision != "dropped" and verdicts[1].decision == "dropped"
+    assert [t.name for t in tracks][1:] == ["Melody", "Accompaniment", "Bass"]
+    assert tracks[-1].instrument == "bass" and verdicts[2].split["bass"]["split"] is True
+    # Without drums (an ensemble separated on request) the lowest voice stays in its part.
+    tracks, verdicts = route_parts([("bass", silent), ("other", _tone())], mix=_tone(), models=models,
+                                   options=Options())
+    assert [t.name for t in tracks] == ["Melody", "Accompaniment"] and "bass" not in verdicts[1].split
+
+
+def test_the_chat_line_says_what_the_split_did():
+    from stemscribe.core.guard import StemVerdict
+    from stemscribe.core.pipeline import stem_summary_line
+
+    verdicts = [StemVerdict("drums", "stem", "drums: used"), StemVerdict("bass", "dropped", "bass: silent"),
+                StemVerdict("other", "stem", "other: used", split={"split": True, "bass": {"split": True}}),
+                StemVerdict("vocals", "dropped", "vocals: silent")]
+    assert stem_summary_line(verdicts) == (
+        "Separation: the other stem written as Melody and Accompaniment (a tune over chords); bass written from "
+        "the other stem (the separated bass stem was silent); vocals left out (silent).")
