@@ -16,8 +16,8 @@ decides, from the notes alone, whether they are a melody over an accompaniment:
    least ``min_coverage`` of the part's span, with a median step of at most
    ``max_median_step`` semitones;
 3. the line is distinct from the rest: at least ``min_independent`` of its notes
-   start where no other note starts (a chordal part's top voice moves with its
-   chord), it sits at least ``min_register_gap`` semitones above the rest's
+   start where no other note starts or are held while other notes start under them
+   (a chordal part's top voice is struck and released with its chord), it sits at least ``min_register_gap`` semitones above the rest's
    median, and both sides keep at least ``min_share`` of the notes.
 
 Only then are the notes split; the decision and its numbers are returned either
@@ -193,7 +193,12 @@ def split_melody(notes: list[Note], *, thresholds: SplitThresholds = SplitThresh
         positions = np.searchsorted(rest_starts, [n.start_s for n in melody])
         near = [min(abs(rest_starts[min(p, rest_starts.size - 1)] - n.start_s),
                     abs(rest_starts[max(p - 1, 0)] - n.start_s)) for p, n in zip(positions, melody)]
-        independent = float(np.mean(np.array(near) > t.onset_tolerance_s))
+        # A melody note is on its own rhythm when it starts where no other note does, or when it
+        # is held while the accompaniment strikes again under it (a sax holding over comping);
+        # a chord's top voice is struck and released with its chord.
+        tol = t.onset_tolerance_s
+        held_over = [bool(np.any((rest_starts > n.start_s + tol) & (rest_starts < n.end_s - tol))) for n in melody]
+        independent = float(np.mean((np.array(near) > tol) | np.array(held_over)))
     else:
         independent = 1.0
     numbers.update(

@@ -178,3 +178,14 @@ def test_the_chat_line_says_what_the_split_did():
     assert stem_summary_line(verdicts) == (
         "Separation: the other stem written as Melody and Accompaniment (a tune over chords); bass written from "
         "the other stem (the separated bass stem was silent); vocals left out (silent).")
+
+
+def test_a_tune_held_over_comping_that_starts_with_the_chords_is_still_a_melody():
+    """A sax holding half notes over chords struck on every beat: every tune note starts with a chord."""
+    held = [Note(i * 2 * BEAT_S, (i + 1) * 2 * BEAT_S - 0.05, TUNE[i]) for i in range(8)]
+    dyads = [n for n in _comping() if n.pitch not in (55, 60, 62)]  # two-note chords on every beat
+    melody, accompaniment, decision = split_melody(held + dyads, label="the other stem")
+    assert decision.split and [n.pitch for n in melody] == TUNE[:8]
+    assert decision.numbers["independent"] == 1.0
+    # The chords' own top voice, struck and released with each chord, is not.
+    assert not split_melody(_comping())[2].split
