@@ -89,7 +89,16 @@ def _row(args: tuple[dict, int, bool]) -> dict:
                 pickup_ok=abs(got["pickup_q"] - perf.pickup_q) <= PICKUP_TOLERANCE_Q,
                 meter_ok=got["time_signature"] == perf.time_signature,
                 family_ok=FAMILY.get(got["time_signature"]) == FAMILY[perf.time_signature],
-                top3_ok=perf.time_signature in alts[:3], alternatives=alts[:4], conditions=perf.conditions)
+                top3_ok=perf.time_signature in alts[:3], alternatives=alts[:4], conditions=perf.conditions,
+                buttons_ok=perf.time_signature in offered_meters(got["time_signature"], alts))
+
+
+def offered_meters(written: str, alternatives: list[str]) -> list[str]:
+    """The meter buttons a delivered score carries (bots.corrections.ranked_meters on its result.json)."""
+    from stemscribe.bots.corrections import ranked_meters
+
+    return ranked_meters({"time_signature": written,
+                          "alternatives": {"meter": [{"time_signature": a} for a in alternatives]}})
 
 
 def run(split: str, *, damage: bool = True, seed: int = SEED, workers: int = 2) -> dict:
@@ -122,6 +131,10 @@ def summarize(rows: list[dict], seconds: float = 0.0) -> dict:
         pickup_given_meter=round(sum(r["pickup_ok"] for r in meter_right) / len(meter_right), 3)
         if meter_right else 0.0,
         with_pickup=sum(1 for r in rows if r["true_pickup"] > 0),
+        # Issue 22: where the written meter is wrong, do the meter buttons offer the right one?
+        buttons_cover_wrong=round(sum(bool(r.get("buttons_ok")) for r in rows if not r["meter_ok"])
+                                  / max(1, sum(1 for r in rows if not r["meter_ok"])), 3),
+        wrong=sum(1 for r in rows if not r["meter_ok"]),
         confusion=confusion)
 
 
