@@ -38,7 +38,7 @@ import numpy as np
 
 from .instruments import INSTRUMENTS, Instrument
 from .notes import Note
-from .tuning import Tuning, retune
+from .tuning import Tuning, on_grid
 
 #: Frame length (s) the note stream's overlap is measured on.
 FRAME_S = 0.02
@@ -182,16 +182,7 @@ def listen(engine: Any, samples_mono: np.ndarray, sample_rate: int, tuning: Tuni
     Returns:
         A Probe.
     """
-    scale = 1.0
-    audio = samples_mono
-    if tuning is not None and tuning.corrected:
-        audio, scale = retune(samples_mono, sample_rate, tuning.cents)
-
-    def in_recording_time(notes: list[Note]) -> list[Note]:
-        if scale == 1.0:
-            return list(notes)
-        return [replace(n, start_s=n.start_s / scale, end_s=n.end_s / scale) for n in notes]
-
+    audio, in_recording_time = on_grid(samples_mono, sample_rate, tuning)
     if hasattr(engine, "transcribe_with_activations") and hasattr(engine, "redecode"):
         notes, frames, onsets, spectrum = engine.transcribe_with_activations(audio, sample_rate)
 
@@ -250,11 +241,9 @@ def choose_line_engine(samples_mono: np.ndarray, sample_rate: int, instrument: I
         (deviation >= SUNG_DEVIATION) or prefer_mono; either engine is replaced by the
         other when it hears far fewer notes (FALLBACK_RATIO).
     """
-    audio, scale = samples_mono, 1.0
-    if tuning is not None and tuning.corrected:
-        audio, scale = retune(samples_mono, sample_rate, tuning.cents)
+    audio, in_recording_time = on_grid(samples_mono, sample_rate, tuning)
     line = mono.transcribe_line(audio, sample_rate, instrument=instrument, progress=progress)
-    tracked = [replace(n, start_s=n.start_s / scale, end_s=n.end_s / scale) for n in line.notes]
+    tracked = in_recording_time(line.notes)
     heard = basic_pitch_notes()
     sung = line.deviation >= SUNG_DEVIATION
     if sung or prefer_mono:

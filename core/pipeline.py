@@ -36,7 +36,7 @@ from .auto import (SUNG_DEVIATION, NoteStream, Probe, attack_count, check_engine
 from .audio import Audio, decode
 from .contract import SCORE_FILES
 from .plan import InputFacts, auto_separation_refusal, check_inputs, duration_cap_s, separates
-from .engines.registry import choose_engine
+from .engines.registry import choose_engine, optional_engine
 from .errors import NoNotesError, OptionsError
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
 from .notes import Track
@@ -375,13 +375,8 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
     key = "piano" if reduction else instrument.key
     line = (not reduction and str(options.engine) == "auto" and not instrument.polyphonic
             and instrument.family in _LINE_FAMILIES)
-    if line:
-        try:
-            mono = toolkit.engines.get("mono")
-        except ImportError as exc:  # no torchcrepe: stemscribe doctor warns; basic-pitch writes the line
-            log.warning("pitch tracker unavailable (%s); basic-pitch writes the line", exc)
-            line = False
-    if line:
+    mono = optional_engine(toolkit.engines, "mono") if line else None
+    if mono is not None:
         reporter(Stage.TRANSCRIBE, 0.0, "Listening for notes (pitch tracker and basic-pitch)")
         choice = choose_line_engine(samples, sample_rate, instrument, mono=mono,
                                     basic_pitch_notes=lambda: basic_pitch_notes(instrument), tuning=tuning,
@@ -395,7 +390,8 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
     if engine_name == "basic-pitch":
         notes = basic_pitch_notes(instrument)
     elif (reduction and probe is not None and str(options.engine) == "auto" and profile is not None
-          and not profile.struck and (deviation := _sung_or_zero(toolkit, samples, sample_rate)) >= SUNG_DEVIATION):
+          and not profile.struck and (tracker := optional_engine(toolkit.engines, "mono")) is not None
+          and (deviation := sung(tracker, samples, sample_rate)) >= SUNG_DEVIATION):
         # Voices singing together: a piano model hears little of them, and basic-pitch's own
         # thresholds (not the ones measured on synthesized instruments) keep their soft onsets.
         from .engines.basic_pitch import VOICES_PARAMS
@@ -416,16 +412,6 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
             notes, engine_name, why = probe.redecode(instrument), "basic-pitch", f"Notes: {fallback}."
     return Track(name=name, instrument=key, notes=notes, source="mix", engine=engine_name,
                  is_drum=instrument.family == "drums"), why
-
-
-def _sung_or_zero(toolkit: Toolkit, samples: np.ndarray, sample_rate: int) -> float:
-    """The recording's semitone deviation (core.auto.sung), 0 when no pitch tracker is installed."""
-    try:
-        mono = toolkit.engines.get("mono")
-    except ImportError as exc:
-        log.warning("pitch tracker unavailable (%s); reductions use the fusion", exc)
-        return 0.0
-    return sung(mono, samples, sample_rate)
 
 
 def _evidence(profile: MixProfile | None, probe: Probe | None) -> dict[str, Any]:

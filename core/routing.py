@@ -24,6 +24,7 @@ import numpy as np
 from . import guard as guard_module
 from .audio import Audio
 from .errors import OptionsError
+from .engines.registry import optional_engine
 from .split import split_bass, split_melody
 from .guard import GuardThresholds, StemVerdict
 from .instruments import INSTRUMENTS, Instrument, lookup_instrument
@@ -164,12 +165,8 @@ class _Transcriber:
     def run(self, audio: Audio, instrument: Instrument | None, label: str,
             tuning: Tuning | None = None) -> tuple[list[Note], str]:
         engine_name = self.engine_name(instrument)
-        try:
-            engine = self.models.get(engine_name)
-        except ImportError:
-            if engine_name != "mono":
-                raise
-            # No pitch tracker installed (stemscribe doctor says so): basic-pitch writes the voice.
+        engine = optional_engine(self.models, engine_name) if engine_name == "mono" else self.models.get(engine_name)
+        if engine is None:  # no pitch tracker installed (stemscribe doctor says so): basic-pitch writes the voice
             engine_name = "basic-pitch"
             engine = self.models.get(engine_name)
         mono = audio.mono().samples[0]

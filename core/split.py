@@ -143,6 +143,15 @@ def _top_line(notes: list[Note], onset_tolerance_s: float, max_leap: int) -> tup
     return [order[k] for k in kept], before
 
 
+def _rounded(numbers: dict) -> dict:
+    return {key: round(float(value), 3) for key, value in numbers.items()}
+
+
+def _unsplit(ordered: list[Note], reason: str, numbers: dict) -> tuple[list[Note], list[Note], SplitDecision]:
+    """The result of a split that did not happen: no line taken out, every note kept, and why."""
+    return [], ordered, SplitDecision(False, reason, _rounded(numbers))
+
+
 def _coverage(line: list[Note], span_s: float) -> float:
     """Share of ``span_s`` during which a line note sounds (each cut at the next one's onset)."""
     if span_s <= 0 or not line:
@@ -173,8 +182,7 @@ def split_melody(notes: list[Note], *, thresholds: SplitThresholds = SplitThresh
     ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
 
     def keep(why: str, numbers: dict) -> tuple[list[Note], list[Note], SplitDecision]:
-        rounded = {key: round(float(value), 3) for key, value in numbers.items()}
-        return [], ordered, SplitDecision(False, f"{label}: kept as one part, {why}", rounded)
+        return _unsplit(ordered, f"{label}: kept as one part, {why}", numbers)
 
     numbers: dict[str, float] = {"notes": float(len(ordered))}
     if len(ordered) < t.min_notes:
@@ -226,7 +234,7 @@ def split_melody(notes: list[Note], *, thresholds: SplitThresholds = SplitThresh
                     "their own), a chordal part", numbers)
     if numbers["register_gap"] < t.min_register_gap:
         return keep(f"its top line is not above the rest ({numbers['register_gap']:.0f} semitones)", numbers)
-    rounded = {key: round(float(value), 3) for key, value in numbers.items()}
+    rounded = _rounded(numbers)
     reason = (f"{label}: split into {names[0]} ({len(melody)} notes, the top line, "
               f"{numbers['independent']:.0%} of them on their own rhythm) and {names[1]} ({len(rest)} notes)")
     return melody, rest, SplitDecision(True, reason, rounded, tuple(names))
@@ -260,8 +268,7 @@ def split_bass(notes: list[Note], *, thresholds: SplitThresholds = SplitThreshol
     ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
 
     def keep(why: str, numbers: dict) -> tuple[list[Note], list[Note], SplitDecision]:
-        rounded = {key: round(float(value), 3) for key, value in numbers.items()}
-        return [], ordered, SplitDecision(False, f"{label}: no bass line taken out, {why}", rounded)
+        return _unsplit(ordered, f"{label}: no bass line taken out, {why}", numbers)
 
     numbers: dict[str, float] = {"notes": float(len(ordered))}
     if len(ordered) < t.min_notes:
@@ -289,7 +296,7 @@ def split_bass(notes: list[Note], *, thresholds: SplitThresholds = SplitThreshol
         return keep(f"its lowest line is not in a bass register (median MIDI {bass_median:.0f})", numbers)
     if numbers["register_gap"] < BASS_MIN_GAP:
         return keep(f"its lowest line is not apart from the rest ({numbers['register_gap']:.0f} semitones)", numbers)
-    rounded = {key: round(float(value), 3) for key, value in numbers.items()}
+    rounded = _rounded(numbers)
     reason = (f"{label}: its bass line ({len(bass)} notes, median MIDI {bass_median:.0f}) written as Bass, "
               "since the separated bass stem was silent")
     return bass, rest, SplitDecision(True, reason, rounded, ("Bass",))

@@ -178,6 +178,24 @@ def retune(samples_mono: np.ndarray, sample_rate: int, cents: float) -> tuple[np
     return resample_mono(samples_mono, sample_rate, stretched_rate), stretched_rate / sample_rate
 
 
+def on_grid(samples_mono: np.ndarray, sample_rate: int,
+            tuning: Tuning | None) -> tuple[np.ndarray, Callable[[list[Note]], list[Note]]]:
+    """The recording moved onto the A440 grid, and the map of notes heard in it back to the recording's time.
+
+    Args:
+        samples_mono: the recording.
+        sample_rate: its rate.
+        tuning: its offset; None or an uncorrected one leaves the recording as is.
+
+    Returns:
+        (samples to transcribe, a function taking their notes to the recording's time).
+    """
+    if tuning is None or not tuning.corrected:
+        return samples_mono, list
+    moved, scale = retune(samples_mono, sample_rate, tuning.cents)
+    return moved, lambda notes: [replace(n, start_s=n.start_s / scale, end_s=n.end_s / scale) for n in notes]
+
+
 def transcribe_in_tune(transcribe: Callable[..., list[Note]], samples_mono: np.ndarray, sample_rate: int,
                        tuning: Tuning | None, **kwargs: object) -> list[Note]:
     """Run an engine's ``transcribe`` on the recording moved onto the A440 grid.
@@ -192,8 +210,5 @@ def transcribe_in_tune(transcribe: Callable[..., list[Note]], samples_mono: np.n
     Returns:
         The engine's notes, in the recording's time.
     """
-    if tuning is None or not tuning.corrected:
-        return transcribe(samples_mono, sample_rate, **kwargs)
-    moved, scale = retune(samples_mono, sample_rate, tuning.cents)
-    notes = transcribe(moved, sample_rate, **kwargs)
-    return [replace(n, start_s=n.start_s / scale, end_s=n.end_s / scale) for n in notes]
+    audio, in_recording_time = on_grid(samples_mono, sample_rate, tuning)
+    return in_recording_time(transcribe(audio, sample_rate, **kwargs))

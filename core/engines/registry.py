@@ -1,6 +1,6 @@
 """Loading engines once per process, and picking the right engine for a part.
 
-Exports: ModelCache, choose_engine, ENGINE_NAMES.
+Exports: ModelCache, choose_engine, optional_engine, ENGINE_NAMES.
 
 Models are heavy (transkun's checkpoint, the basic-pitch ONNX session); a worker
 keeps one ModelCache for its lifetime and passes it to every job, so nothing is
@@ -12,12 +12,15 @@ basic-pitch and transkun instances, so preloading those two warms them.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from typing import Callable, Iterable
 
 from ..errors import OptionsError
 from ..instruments import Instrument
 from .base import TranscriptionEngine
+
+log = logging.getLogger(__name__)
 
 #: Engine names accepted by ModelCache.get. The ``engine:`` option takes "auto",
 #: "basic-pitch" and "transkun"; "fusion" (both merged) is auto's choice for piano
@@ -127,6 +130,18 @@ class ModelCache:
     def loaded(self) -> list[str]:
         """Names of the engines loaded so far."""
         return sorted(self._engines)
+
+
+def optional_engine(models: object, name: str) -> TranscriptionEngine | None:
+    """``models.get(name)``, or None when that engine's package is not installed (the pitch tracker's torchcrepe).
+
+    Callers fall back to basic-pitch and `stemscribe doctor` reports what is missing.
+    """
+    try:
+        return models.get(name)  # type: ignore[attr-defined]
+    except ImportError as exc:
+        log.warning("%s engine unavailable (%s); basic-pitch stands in", name, exc)
+        return None
 
 
 def choose_engine(engine_option: str, instrument: Instrument | None, *,
