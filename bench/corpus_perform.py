@@ -192,18 +192,24 @@ def extract(key: str, ts_wanted: str) -> dict | None:
                 parts=len(parts), notes=notes)
 
 
-def build_cache(path: Path = CACHE, *, log=print) -> list[dict]:
-    """Parse the selected pieces once and store their excerpts (reruns read the file)."""
+def build_cache(path: Path = CACHE, *, log=print, quota: dict[str, int] | None = None,
+                split: str | None = None, exclude: set[str] = frozenset()) -> list[dict]:
+    """Parse the selected pieces once and store their excerpts (reruns read the file).
+
+    ``quota`` (default METER_QUOTA) is pieces per meter; ``split`` keeps only that split's
+    pieces and ``exclude`` leaves out keys already taken (the extra training pieces).
+    """
     warnings.filterwarnings("ignore")
     reserved = reserved_keys()
     per_meter = candidate_pieces()
     excerpts: list[dict] = []
     t0 = time.time()
-    for ts, quota in METER_QUOTA.items():
+    for ts, want in (quota or METER_QUOTA).items():
         taken = 0
-        pool = _balanced(per_meter[ts], quota * 3)
+        keys = [k for k in per_meter[ts] if k not in exclude and (split is None or split_of(k) == split)]
+        pool = _balanced(keys, want * 3)
         for key in pool:
-            if taken >= quota:
+            if taken >= want:
                 break
             assert not is_reserved(key, reserved), key
             try:
@@ -219,6 +225,21 @@ def build_cache(path: Path = CACHE, *, log=print) -> list[dict]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(excerpts))
     return excerpts
+
+
+#: More training pieces per meter for fitting the meter scorer (bench/corpus_fit.py), train split only.
+EXTRA_TRAIN_QUOTA = {"2/4": 60, "3/4": 60, "4/4": 60, "2/2": 60, "3/8": 60, "6/8": 60, "9/8": 60, "12/8": 30}
+EXTRA_TRAIN_CACHE = RESULTS / "corpus_train_extra.json"
+
+
+def load_extra_train(path: Path = EXTRA_TRAIN_CACHE) -> list[dict]:
+    """Training pieces beyond the bench's own (built on first use; never validation pieces)."""
+    if not path.exists():
+        taken = {e["key"] for e in load_excerpts()}
+        build_cache(path, quota=EXTRA_TRAIN_QUOTA, split="train", exclude=taken)
+    reserved = reserved_keys()
+    return [e for e in json.loads(path.read_text())
+            if not is_reserved(e["key"], reserved) and split_of(e["key"]) == "train"]
 
 
 def load_excerpts(path: Path = CACHE) -> list[dict]:

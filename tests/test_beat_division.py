@@ -67,3 +67,31 @@ def test_tracked_pulse_is_not_a_ternary_misread(ts):
     ratio = float(np.median(grid.tempo_curve_bpm())) / quarter_bpm
     octave = np.log2(ratio)
     assert abs(octave - round(octave)) < 0.1, ratio
+
+
+def test_shipped_meter_model_matches_the_features():
+    """The fitted scorer (core/notation/meter_model.py) was fitted on today's features and is in use."""
+    assert meter.METER_MODEL is not None and meter.USE_JOINT_SCORER
+    notes = _notes("6/8", 0.2)
+    beats, events = rhythm.track_beats(notes, None, 22050, pitched=notes)
+    hyps, feats, _ = meter.meter_hypotheses(beats, events, 0.5)
+    assert feats.shape == (len(hyps), len(meter.SCORER_FEATURES))
+    scores = meter.score_hypotheses(feats)
+    assert np.all(np.isfinite(scores)) and scores.std() > 0
+    stale = [dict(m, features=list(m["features"])[:-1]) for m in meter.METER_MODEL]
+    with pytest.raises(ValueError):
+        meter.mlp_scores(feats, stale)
+
+
+@pytest.mark.parametrize("ts", sorted(BARS))
+@pytest.mark.parametrize("eighth_s", [0.36, 0.17])
+def test_written_tempo_keeps_the_beat_division(ts, eighth_s):
+    """The whole decision (tracked pulse, rules, fitted scorer) never reads a ternary beat as binary or
+    back: the written quarter tempo is the true one, or twice or half of it, never x1.5 or x2/3."""
+    notes = _notes(ts, eighth_s, bars=16)
+    beats, events = rhythm.track_beats(notes, None, 22050, pitched=notes)
+    grid = meter.analyze_meter(beats, events, first_note_s=0.5)
+    true_bpm = 60.0 / (2 * eighth_s)
+    ratio = float(np.median(grid.tempo_curve_bpm())) / true_bpm
+    assert min(abs(np.log2(ratio) - k) for k in (-1, 0, 1)) < 0.1, (grid.time_signature, ratio)
+    assert grid.time_signature.endswith("/8") == (BEAT_EIGHTHS[ts][1] == 3), grid.time_signature

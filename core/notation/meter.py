@@ -1,6 +1,12 @@
 """Meter, notated beat level and downbeat phase from a tracked pulse.
 
-Exports: analyze_meter, beat_division, pickup_evidence, METER_TEMPLATES.
+Exports: analyze_meter, beat_division, pickup_evidence, joint_meter, meter_hypotheses, score_hypotheses,
+METER_TEMPLATES.
+
+Two deciders: the template rules below, and a scorer fitted on the corpus bench's train
+split (joint_meter; weights in meter_model.py, bench/corpus_fit.py). The scorer writes its
+reading when sure of the meter (JOINT_DECIDES_CONFIDENCE), otherwise the rules decide, and
+it always ranks the alternatives result.json offers.
 
 The pulse from rhythm.track_beats is divided into tatums (2 or 3 per pulse,
 whichever fits the note onsets better). Every candidate bar structure is a
@@ -31,6 +37,11 @@ import math
 import numpy as np
 
 from .rhythm import BeatGrid, OnsetEvent, polyphony
+
+try:
+    from .meter_model import MODEL as METER_MODEL
+except ImportError:   # not fitted yet: the linear weights below score the hypotheses
+    METER_MODEL = None
 
 # (bar length in tatums, tatums per notated-beat group) -> weights per tatum.
 # "simple" structures group tatums in twos, "compound" in threes.
@@ -95,7 +106,10 @@ PARALLELISM_WEIGHT = 2.0
 #: dev set it writes 3/10 meters right against 10/10 (2/4 for 4/4 chorales).
 #: Kept on for the beat division alone (_division_disagrees): validation x1.5/x2/3 8.2 % -> 2.5 %,
 #: tempo strict 0.660 -> 0.717, meter 0.358 -> 0.377; dev set unchanged (10/10 meters).
-USE_JOINT_SCORER = False
+USE_JOINT_SCORER = True
+#: The fitted scorer writes its reading when its meter has at least this probability (marginal over
+#: tempo and downbeat); below it the template rules decide and the scorer ranks the alternatives.
+JOINT_DECIDES_CONFIDENCE = 0.8
 #: With the scorer off, its reading still wins when it reads the beat division otherwise than the
 #: rules (tempo x1.5 or x2/3 apart) with at least this share of its tempo probability.
 JOINT_DIVISION_CONFIDENCE = 0.5
@@ -441,10 +455,11 @@ def analyze_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s
         BeatGrid whose beats start at the first notated beat (pickup or downbeat).
     """
     swung = swing is not False and (swing or _swung(beats_s, events))
-    joint = None if time_signature or swung else joint_meter(beats_s, events, first_note_s=first_note_s)
-    if joint is not None and USE_JOINT_SCORER:
-        return joint
     grid = _rule_meter(beats_s, events, first_note_s=first_note_s, time_signature=time_signature, swing=swing)
+    joint = None if time_signature or swung else joint_meter(beats_s, events, first_note_s=first_note_s,
+                                                              rule=grid)
+    if joint is not None and USE_JOINT_SCORER and joint.alternatives[0][1] >= JOINT_DECIDES_CONFIDENCE:
+        return joint
     if joint is not None:
         if _division_disagrees(grid, joint):
             return joint
@@ -634,11 +649,30 @@ SCORER_TEMPLATES: dict[str, list[float]] = {
 SCORER_EIGHTH_PULSES = (0.25, 1 / 3, 0.5, 2 / 3, 1.0, 1.5)
 #: Notated-beat tempo (beats per minute) the tempo features are centred on.
 SCORER_BEAT_BPM = 90.0
+#: Cues measured per eighth (_eighth_features) and the metrical levels their means are taken at.
+SCORER_CUES = ("onset", "bass", "change", "phrase_end", "long_note")
+SCORER_LEVELS = ("down", "half", "beat")
 #: Feature names, in order (meter_hypotheses builds them).
 SCORER_FEATURES = ("onset", "bass", "change", "phrase_end", "long_note", "repeat", "grid_on8", "grid_on16",
                    "grid_off", "tempo_z", "tempo_z2", "pickup_none", "pickup_beat", "landing",
-                   *(f"is_{ts}" for ts in SCORER_METERS))
-#: Weights of the features, fitted on the corpus bench's TRAIN split only (bench/corpus_fit.py,
+                   *(f"is_{ts}" for ts in SCORER_METERS),
+                   # Per metrical level (downbeat, half bar, other beats): the mean of each cue there.
+                   *(f"{cue}_{level}" for cue in SCORER_CUES for level in SCORER_LEVELS),
+                   "repeat_1", "repeat_2", "repeat_4", "quarter_z", "ends_on_down",
+                   # Whole-piece context (the same for every hypothesis; it matters through the model's
+                   # interactions with the meter): chord size, onsets per tracked pulse.
+                   "polyphony", "density",
+                   # Hypermeter: how much more the phrase ends gather on every 2nd, 4th, 8th downbeat.
+                   "hyper_2", "hyper_4", "hyper_8",
+                   # Agreement with the template rules' reading (_rule_meter): its meter, its quarter
+                   # tempo (within 8 %), a downbeat on its first downbeat. The model learns how far to
+                   # trust them.
+                   "rule_meter", "rule_tempo", "rule_down",
+                   # Note values as the hypothesis would write them: the median time between onsets in
+                   # its eighths (log2), the share of notes a beat long or longer, shorter than an eighth.
+                   "ioi_eighths", "ioi_beat_or_more", "ioi_sub_eighth")
+#: Linear weights, used only where meter_model.py is missing (the fitted model scores otherwise);
+#: fitted on the corpus bench's TRAIN split only (bench/corpus_fit.py,
 #: conditional-logit maximum likelihood with L2 0.01, seed 17, damaged performances); rerun it
 #: to refit (train top-1 hypothesis 0.380 of 342 performances, two seeds per piece).
 METER_SCORER_WEIGHTS: dict[str, float] = {
@@ -713,9 +747,38 @@ def _grid_shares(beats_s: np.ndarray, events: list[OnsetEvent], eighth_pulses: f
     return float(w[on8].sum()) / total, float(w[on16].sum()) / total, float(w[~on8 & ~on16].sum()) / total
 
 
-def meter_hypotheses(beats_s: np.ndarray, events: list[OnsetEvent], first_note_s: float
+def _level_masks(length: int, beat_e: int) -> list[np.ndarray]:
+    """Boolean masks over the eighths of a bar: the downbeat, the half bar (even bars of four or
+    more beats), the other beats."""
+    k = np.arange(length)
+    down = k == 0
+    beats = length // beat_e
+    half = (k == length // 2) if beats % 2 == 0 and beats >= 4 else np.zeros(length, dtype=bool)
+    beat = (k % beat_e == 0) & ~down & ~half
+    return [down, half, beat]
+
+
+def _hypermeter(phrase_end: np.ndarray, phase: int, length: int, lo: int, hi: int) -> list[float]:
+    """For groups of 2, 4 and 8 bars: how far the phrase-end cue on the best downbeat of the group
+    stands above its mean over all downbeats (0 when there are too few bars)."""
+    first = lo + (phase - lo) % length
+    values = phrase_end[first:hi:length]
+    out = []
+    for group in (2, 4, 8):
+        if len(values) < 2 * group:
+            out.append(0.0)
+            continue
+        means = [float(values[r::group].mean()) for r in range(group)]
+        out.append(max(means) - float(values.mean()))
+    return out
+
+
+def meter_hypotheses(beats_s: np.ndarray, events: list[OnsetEvent], first_note_s: float,
+                     rule: BeatGrid | None = None
                      ) -> tuple[list[tuple[str, float, int]], np.ndarray, dict[float, np.ndarray]]:
     """Every (meter, eighth length in pulses, downbeat phase) hypothesis and its features.
+
+    ``rule`` is the template rules' grid of the same pulse (computed when None).
 
     Returns:
         (hypotheses, feature matrix (one row per hypothesis, SCORER_FEATURES columns),
@@ -728,10 +791,18 @@ def meter_hypotheses(beats_s: np.ndarray, events: list[OnsetEvent], first_note_s
         return hyps, np.zeros((0, len(SCORER_FEATURES))), grids
     pulse_s = float(np.median(np.diff(beats_s)))
     last = _last_onset(events)
+    if rule is None:
+        rule = _rule_meter(beats_s, events, first_note_s=first_note_s, time_signature=None, swing=None)
+    rule_bpm = float(np.median(rule.tempo_curve_bpm()))
+    rule_down_s = float(rule.beats_s[min(rule.pickup_beats, len(rule.beats_s) - 1)])
     landing_time = None
     base_landing = _anacrusis_landing(_tatum_times(beats_s, 2), events, 2)
     if base_landing is not None:
         landing_time = float(_tatum_times(beats_s, 2)[base_landing])
+    poly = float(np.mean([len(ev.pitches) for ev in events]))
+    onsets = np.sort([ev.time_s for ev in events])
+    iois = np.maximum(np.diff(onsets), 1e-3)
+    density = len(events) / max(1.0, float(len(beats_s) - 1))
     for e in SCORER_EIGHTH_PULSES:
         idx = np.arange(0, len(beats_s) - 1 + 1e-9, e)
         tatums = np.interp(idx, np.arange(len(beats_s)), beats_s)
@@ -753,6 +824,16 @@ def meter_hypotheses(beats_s: np.ndarray, events: list[OnsetEvent], first_note_s
             lags = [k * length for k in (1, 2, 4) if k * length <= len(profile) // 2]
             rep = max((_repetition(profile, lag) for lag in lags), default=0.0)
             cues = {name: _phase_scores(f[lo:hi], SCORER_TEMPLATES[ts]) for name, f in feats.items()}
+            reps = [_repetition(profile, k * length) if k * length <= len(profile) // 2 else 0.0 for k in (1, 2, 4)]
+            zq = math.log2(60.0 / (2 * e * pulse_s) / SCORER_BEAT_BPM)
+            j_last = _nearest_tatum(tatums, last, _tatum_s(tatums))
+            j_rule = int(np.argmin(np.abs(tatums - rule_down_s)))
+            same_tempo = float(abs(60.0 / (2 * e * pulse_s) / rule_bpm - 1) <= ALTERNATIVE_SAME_TEMPO)
+            in_eighths = iois / (e * pulse_s)
+            values = [math.log2(float(np.median(in_eighths))), float(np.mean(in_eighths >= 0.9 * beat_e)),
+                      float(np.mean(in_eighths < 0.75))]
+            levels = _level_masks(length, beat_e)
+            played = np.arange(lo, hi)
             # _phase_scores' phase is relative to tatum lo; turn it into a phase mod length of the grid.
             for phase in range(length):
                 rel = (phase - lo) % length
@@ -761,24 +842,47 @@ def meter_hypotheses(beats_s: np.ndarray, events: list[OnsetEvent], first_note_s
                        cues["long_note"][rel], rep, on8, on16, off, z, z * z,
                        float(d == 0), float(0 < d <= beat_e), float(jl is not None and (jl - phase) % length == 0)]
                 row += [float(ts == m) for m in SCORER_METERS]
+                pos = (played - phase) % length
+                for name in SCORER_CUES:
+                    f = feats[name][lo:hi]
+                    row += [float(f[mask[pos]].mean()) if mask[pos].any() else 0.0 for mask in levels]
+                row += [*reps, zq, float(j_last is not None and (j_last - phase) % length == 0), poly, density]
+                row += _hypermeter(feats["phrase_end"], phase, length, lo, hi)
+                row += [float(ts == rule.time_signature), same_tempo, float((j_rule - phase) % length == 0)]
+                row += values
                 hyps.append((ts, e, phase))
                 rows.append(row)
     return hyps, np.array(rows, dtype=float), grids
 
 
+def mlp_scores(features: np.ndarray, model: dict | list[dict]) -> np.ndarray:
+    """Scores of hypothesis rows under a fitted one-hidden-layer model (bench/corpus_fit.py),
+    or the mean score of an ensemble of them."""
+    if isinstance(model, list):
+        return np.mean([mlp_scores(features, m) for m in model], axis=0)
+    if list(model["features"]) != list(SCORER_FEATURES):
+        raise ValueError("the meter model was fitted on other features: rerun bench/corpus_fit.py")
+    x = (features - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    hidden = np.maximum(0.0, x @ np.asarray(model["w1"]) + np.asarray(model["b1"]))
+    return hidden @ np.asarray(model["w2"]) + float(model["b2"])
+
+
 def score_hypotheses(features: np.ndarray, weights: dict[str, float] | None = None) -> np.ndarray:
-    """Linear scores of hypothesis feature rows under the (fitted) weights."""
+    """Scores of hypothesis feature rows: the fitted model's, or linear under ``weights``."""
+    if weights is None and METER_MODEL is not None:
+        return mlp_scores(features, METER_MODEL)
     w = weights or METER_SCORER_WEIGHTS
     return features @ np.array([w.get(name, 0.0) for name in SCORER_FEATURES])
 
 
-def joint_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s: float) -> BeatGrid | None:
+def joint_meter(beats_s: np.ndarray, events: list[OnsetEvent], *, first_note_s: float,
+                rule: BeatGrid | None = None) -> BeatGrid | None:
     """The best hypothesis as a BeatGrid, with ranked meter and tempo alternatives; None if too little music.
 
     The grid carries ``alternatives`` [(time signature, probability)] (marginal over tempo and
     phase) and ``tempo_alternatives`` [(quarter bpm, probability)], best first.
     """
-    hyps, feats, grids = meter_hypotheses(beats_s, events, first_note_s)
+    hyps, feats, grids = meter_hypotheses(beats_s, events, first_note_s, rule)
     if not hyps:
         return None
     scores = score_hypotheses(feats)
