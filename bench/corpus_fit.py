@@ -91,20 +91,25 @@ def fit(data: list[tuple[np.ndarray, int]], l2: float = L2, steps: int = STEPS) 
     return raw
 
 
-def _piece_job(args: tuple[dict, int]):
+def _piece_job(args: tuple[dict, int, str]):
     warnings.filterwarnings("ignore")
-    ex, seed = args
-    perf = cp.perform(ex, seed)
+    ex, seed, style = args
+    perf = cp.perform(ex, seed, damage=style == "damaged", exact=style == "exact")
     d = piece_data(perf)
     return None if d is None else (d[0].astype(np.float32), d[1], perf.time_signature)
 
 
-def collect(split: str, seeds: list[int], workers: int = 2) -> tuple[list[tuple[np.ndarray, int, str]], int]:
-    """Hypothesis features and the true hypothesis of every performance of a split (seeds x pieces)."""
+def collect(split: str, seeds: list[int], workers: int = 2, style: str = "damaged"
+            ) -> tuple[list[tuple[np.ndarray, int, str]], int]:
+    """Hypothesis features and the true hypothesis of every performance of a split (seeds x pieces).
+
+    style: "damaged" (transcription-like damage), "clean" (humanized, no damage) or "exact"
+    (steady tempo, almost no jitter, no damage: a sequencer's rendering).
+    """
     pieces = [ex for ex in cp.load_excerpts() if cp.split_of(ex["key"]) == split]
     if split == "train":
         pieces += cp.load_extra_train()
-    jobs = [(ex, s) for ex in pieces for s in seeds]
+    jobs = [(ex, s, style) for ex in pieces for s in seeds]
     with ProcessPoolExecutor(workers) as pool:
         out = list(pool.map(_piece_job, jobs, chunksize=4))
     return [d for d in out if d is not None], sum(1 for d in out if d is None)
@@ -179,13 +184,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=MLP_STEPS)
     ap.add_argument("--decay", type=float, default=MLP_DECAY)
     ap.add_argument("--ensemble", type=int, default=ENSEMBLE, help="models averaged (different initial weights)")
+    ap.add_argument("--with-exact", action="store_true",
+                    help="also train on one clean and one sequencer-exact performance per piece")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    cache = cp.RESULTS / f"meter_fit_data_{args.seed}_{args.seeds}_{len(meter.SCORER_FEATURES)}.pkl"
+    styles = "_styles" if args.with_exact else ""
+    cache = cp.RESULTS / f"meter_fit_data_{args.seed}_{args.seeds}_{len(meter.SCORER_FEATURES)}{styles}.pkl"
     if cache.exists():
         train, missing, val = pickle.loads(cache.read_bytes())
     else:
         train, missing = collect("train", [args.seed + 1000 * k for k in range(args.seeds)])
+        # --with-exact: besides the damaged performances, one undamaged and one sequencer-exact per
+        # piece. Measured: validation meter 0.547 instead of 0.522 at JOINT_DECIDES_CONFIDENCE 0.7,
+        # but the dev set's tempo 8/10 at every threshold that keeps the notation tests, so not shipped.
+        for k, style in enumerate(("clean", "exact") if args.with_exact else ()):
+            more, lost = collect("train", [args.seed + 1000 * (args.seeds + k)], style=style)
+            train += more
+            missing += lost
         val, _ = collect("validation", [args.seed])
         cache.write_bytes(pickle.dumps((train, missing, val)))
     print(f"# {len(train)} train performances ({missing} with no true hypothesis), {len(val)} validation")
@@ -201,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train top-1 hypothesis {tr[0]:.3f} meter {tr[1]:.3f}; validation (true hypothesis found) "
           f"hypothesis {va[0]:.3f} meter {va[1]:.3f}")
     if not args.no_write:
-        write_model(model, note=f"{len(train)} train performances ({args.seeds} seeds per piece, seed {args.seed}), "
+        extra = ", one clean and one sequencer-exact" if args.with_exact else ""
+        write_model(model, note=f"{len(train)} train performances ({args.seeds} damaged{extra} per piece, "
+                    f"seed {args.seed}), "
                     f"{args.ensemble} models, hidden {args.hidden}, {args.steps} steps, weight decay {args.decay}; train top-1 "
                     f"hypothesis {tr[0]:.3f}, meter {tr[1]:.3f}.")
     return 0

@@ -294,13 +294,15 @@ def _tempo_curve(kind: str, rng: np.random.Generator, total_q: float):
     return curve
 
 
-def perform(excerpt: dict, seed: int, *, damage: bool = True) -> Performance:
+def perform(excerpt: dict, seed: int, *, damage: bool = True, exact: bool = False) -> Performance:
     """Play an excerpt: tempo curve, jitter, accents, legato and (optionally) transcription damage.
 
     Args:
         excerpt: from load_excerpts().
         seed: the random seed (same seed and excerpt -> the same events).
         damage: apply missed/extra/octave/split/merged-note damage.
+        exact: play it like a sequencer (steady tempo, onset jitter under 5 ms), as a MIDI render
+            or a quantized synthesizer track sounds; the random draws are the same as without it.
     """
     key = excerpt["key"]
     rng = np.random.default_rng([seed, int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)])
@@ -314,6 +316,8 @@ def perform(excerpt: dict, seed: int, *, damage: bool = True) -> Performance:
     total_q = max(n[0] + n[1] for n in notes)
     kind = str(rng.choice(["steady", "rubato", "rit", "accel"], p=[0.35, 0.35, 0.15, 0.15]))
     curve = _tempo_curve(kind, rng, total_q)
+    if exact:
+        kind, curve = "exact", (lambda q: 1.0)
     # Score time -> seconds by integrating the beat period on a fine grid.
     step = 1.0 / 48
     grid_q = np.arange(0, total_q + 2, step)
@@ -325,6 +329,8 @@ def perform(excerpt: dict, seed: int, *, damage: bool = True) -> Performance:
         return start_s + float(np.interp(q, grid_q, secs))
 
     jitter_sd = float(rng.uniform(0.010, 0.040))
+    if exact:
+        jitter_sd /= 8.0
     accent = float(rng.choice([0.0, 0.3, 0.6, 1.0]))
     legato = float(rng.uniform(0.75, 0.97))
     base_vel = float(rng.uniform(60, 90))

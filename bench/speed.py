@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers.engines_eval import DEVSET, clip_dir, load_gt, onset_f1  # noqa: E402
+from tests.helpers.engines_eval import clip_dir, load_gt, onset_f1  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SR = 44100

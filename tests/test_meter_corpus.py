@@ -18,7 +18,6 @@ from stemscribe.core.notes import Note  # noqa: E402
 
 def _excerpt(ts="6/8", pickup=0.5):
     notes = []
-    t = 0.0
     bar = 3.0
     for b in range(12):
         for k, (on, d) in enumerate([(0, 1.0), (1.0, 0.5), (1.5, 1.0), (2.5, 0.5)]):
@@ -112,3 +111,16 @@ def test_notation_carries_the_alternatives():
     assert meters[0]["time_signature"] == n.time_signature
     assert len(meters) >= 2 and all(set(m) == {"time_signature", "score"} for m in meters)
     assert n.alternatives["tempo"][0]["bpm"] > 0
+
+
+def test_exact_performance_is_steady_and_keeps_the_default_draws():
+    """perform(exact=True) plays like a sequencer; the default performance is unchanged by the option."""
+    exact = cp.perform(_excerpt(), 4, damage=False, exact=True)
+    plain = cp.perform(_excerpt(), 4, damage=False)
+    assert exact.conditions["tempo_curve"] == "exact"
+    assert plain.notes == cp.perform(_excerpt(), 4, damage=False, exact=False).notes
+    # Every bar starts one bar length after the last (the excerpt's bars are 3 quarters).
+    bar_s = 3 * 60 / exact.tempo_bpm
+    starts = [min(n.start_s for n in exact.notes if abs(n.start_s - (exact.downbeat_s + b * bar_s)) < 0.1)
+              for b in range(10)]
+    assert np.ptp(np.diff(starts)) < 0.03, starts

@@ -9,7 +9,6 @@ a tap is answered with the expiry message. No model runs for a correction.
 
 from __future__ import annotations
 
-import pytest
 
 from helpers.telegram_fake import DEVSET_FLUTE, callback_update, cut_clip, make_user, message_update
 from stemscribe.settings import load_settings
