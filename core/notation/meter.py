@@ -39,9 +39,13 @@ import numpy as np
 from .rhythm import BeatGrid, OnsetEvent, polyphony
 
 try:
-    from .meter_model import MODEL as METER_MODEL
+    from .meter_model import MODEL as _FITTED
 except ImportError:   # not fitted yet: the linear weights below score the hypotheses
-    METER_MODEL = None
+    _FITTED = None
+# The model's numbers as arrays once, not on every score.
+METER_MODEL = None if _FITTED is None else [
+    {k: (v if k == "features" or not isinstance(v, list) else np.asarray(v, dtype=float)) for k, v in m.items()}
+    for m in _FITTED]
 
 # (bar length in tatums, tatums per notated-beat group) -> weights per tatum.
 # "simple" structures group tatums in twos, "compound" in threes.
@@ -821,10 +825,10 @@ def meter_hypotheses(beats_s: np.ndarray, events: list[OnsetEvent], first_note_s
                 continue
             beat_bpm = 60.0 / (beat_e * e * pulse_s)
             z = math.log2(beat_bpm / SCORER_BEAT_BPM)
-            lags = [k * length for k in (1, 2, 4) if k * length <= len(profile) // 2]
-            rep = max((_repetition(profile, lag) for lag in lags), default=0.0)
             cues = {name: _phase_scores(f[lo:hi], SCORER_TEMPLATES[ts]) for name, f in feats.items()}
-            reps = [_repetition(profile, k * length) if k * length <= len(profile) // 2 else 0.0 for k in (1, 2, 4)]
+            fits = [k * length <= len(profile) // 2 for k in (1, 2, 4)]
+            reps = [_repetition(profile, k * length) if fit else 0.0 for k, fit in zip((1, 2, 4), fits)]
+            rep = max((r for r, fit in zip(reps, fits) if fit), default=0.0)
             zq = math.log2(60.0 / (2 * e * pulse_s) / SCORER_BEAT_BPM)
             j_last = _nearest_tatum(tatums, last, _tatum_s(tatums))
             j_rule = int(np.argmin(np.abs(tatums - rule_down_s)))
