@@ -1,18 +1,20 @@
 """Load check of the job queue: simulated chat users against real worker processes.
 
-Run: .venv/bin/python bench/load.py [--jobs 50] [--users 10] [--workers 2] [--fake-seconds S]
+Run: .venv/bin/python bench/load.py [--jobs 50] [--users 10] [--workers 2] [--clip-seconds 2 10 30]
+                                   [--fake-seconds S]
 
 Starts a private redis-server (AOF on) unless --redis-url is given, starts
 --workers `stemscribe worker` processes (models loaded once each, one torch
-thread each), then lets --users simulated users send --jobs short synthesized
-melodies in total through JobClient, exactly as the bots do. A user who is told
+thread each), then lets --users simulated users send --jobs synthesized melodies in total
+through JobClient, exactly as the bots do; with several --clip-seconds each
+job's length is drawn from them (seeded), so short and long jobs mix. A user who is told
 "you already have 2 recordings in progress" waits a second and sends again, as
 a person would; any other refusal is final. At the end every job must be
 accounted for: finished, failed with a reported error, or cleanly refused;
 a job in none of these states is "lost" and makes the run fail (exit 1).
 
-Prints throughput, queue wait (enqueue -> start) p50/p95/max, run time per job,
-and refusals by reason; --json-out writes the same as JSON.
+Prints throughput, queue wait (enqueue -> start) p50/p95/max, run time per job
+(also per clip length), and refusals by reason; --json-out writes the same as JSON.
 With --fake-seconds the workers run a stand-in pipeline of that length instead
 of the real one (measures the queue itself).
 """
@@ -50,12 +52,13 @@ RESUBMIT_DELAY_S = 1.0
 _MELODY = (60, 62, 64, 65, 67, 65, 64, 62, 60)
 
 
-def melody_wav(seconds: float, *, sample_rate: int = 16000) -> bytes:
-    """A short sine melody (C major scale fragment) as mono 16-bit WAV bytes."""
-    note_s = seconds / len(_MELODY)
-    n = int(note_s * sample_rate)
+def melody_wav(seconds: float, *, sample_rate: int = 16000, max_note_s: float = 0.4) -> bytes:
+    """A sine melody (a C major scale fragment, repeated to fill ``seconds``) as mono 16-bit WAV bytes."""
+    count = max(len(_MELODY), int(round(seconds / max_note_s)))
+    n = int(seconds / count * sample_rate)
     t = np.arange(n) / sample_rate
-    tones = [0.4 * np.sin(2 * np.pi * 440.0 * 2 ** ((p - 69) / 12) * t) * np.hanning(n) for p in _MELODY]
+    tones = [0.4 * np.sin(2 * np.pi * 440.0 * 2 ** ((_MELODY[k % len(_MELODY)] - 69) / 12) * t) * np.hanning(n)
+             for k in range(count)]
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
@@ -75,9 +78,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 class Users:
     """Simulated users sending jobs; records every attempt and outcome (thread-safe)."""
 
-    def __init__(self, client: JobClient, clip: bytes, *, users: int, jobs: int, mean_gap_s: float,
-                 deadline: float, seed: int) -> None:
-        self.client, self.clip, self.deadline = client, clip, deadline
+    def __init__(self, client: JobClient, clips: Sequence[tuple[float, bytes]], *, users: int, jobs: int,
+                 mean_gap_s: float, deadline: float, seed: int) -> None:
+        self.client, self.deadline = client, deadline
+        draw = random.Random(seed)
+        #: (seconds, WAV bytes) of each job, drawn once so every run sends the same mix.
+        self.clip_of = [clips[draw.randrange(len(clips))] for _ in range(jobs)]
         self.plan = [[] for _ in range(users)]
         for i in range(jobs):
             self.plan[i % users].append(i)
@@ -96,7 +102,8 @@ class Users:
             first_try = time.time()
             while True:
                 try:
-                    sub = self.client.submit([InputFile(f"melody-{job_no}.wav", self.clip)], Options(), requester)
+                    sub = self.client.submit([InputFile(f"melody-{job_no}.wav", self.clip_of[job_no][1])],
+                                             Options(), requester)
                 except TooManyJobsError:
                     with self.lock:
                         self.refusals["TooManyJobsError (resubmitted)"] += 1
@@ -109,7 +116,8 @@ class Users:
                     self._refuse(job_no, type(exc).__name__)
                     break
                 with self.lock:
-                    self.submitted[sub.job_id] = {"job": job_no, "user": index, "first_try": first_try}
+                    self.submitted[sub.job_id] = {"job": job_no, "user": index, "first_try": first_try,
+                                                  "clip_s": self.clip_of[job_no][0]}
                 break
 
     def _refuse(self, job_no: int, reason: str) -> None:
@@ -155,6 +163,9 @@ def report(users: Users, client: JobClient, jobs: int, started: float) -> dict:
     runs = [s.ended_at - s.started_at for s in done]
     end_to_end = [s.ended_at - users.submitted[s.job_id]["first_try"] for s in done]
     span = (max(s.ended_at for s in done) - started) if done else 0.0
+    by_length: dict[float, list[float]] = {}
+    for s in done:
+        by_length.setdefault(users.submitted[s.job_id]["clip_s"], []).append(s.ended_at - s.started_at)
     return {
         "jobs": jobs, "finished": len(done), "failed": len(failed), "refused": len(users.refused), "lost": lost,
         "failures": Counter((s.error or {}).get("type", "?") for s in failed),
@@ -164,6 +175,9 @@ def report(users: Users, client: JobClient, jobs: int, started: float) -> dict:
         "wait_s": {"p50": round(percentile(waits, 50), 2), "p95": round(percentile(waits, 95), 2),
                    "max": round(max(waits), 2)} if waits else {},
         "run_s": {"p50": round(percentile(runs, 50), 2), "p95": round(percentile(runs, 95), 2)} if runs else {},
+        "run_s_by_clip_s": {f"{length:g}": {"jobs": len(r), "p50": round(percentile(r, 50), 2),
+                                            "p95": round(percentile(r, 95), 2)}
+                            for length, r in sorted(by_length.items())},
         "end_to_end_s": {"p50": round(percentile(end_to_end, 50), 2),
                          "p95": round(percentile(end_to_end, 95), 2)} if end_to_end else {},
     }
@@ -174,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--clip-seconds", type=float, default=2.0, help="length of the synthesized melody")
+    parser.add_argument("--clip-seconds", type=float, nargs="+", default=[2.0],
+                        help="length(s) of the synthesized melodies; each job draws one")
     parser.add_argument("--mean-gap-s", type=float, default=3.0, help="mean pause between one user's uploads")
     parser.add_argument("--fake-seconds", type=float, help="run a stand-in pipeline of this length")
     parser.add_argument("--redis-url", help="use this Redis instead of starting a private one (it is flushed!)")
@@ -205,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.5)
         started = time.time()
         deadline = started + args.timeout
-        users = Users(client, melody_wav(args.clip_seconds), users=args.users, jobs=args.jobs,
+        clips = [(seconds, melody_wav(seconds)) for seconds in args.clip_seconds]
+        users = Users(client, clips, users=args.users, jobs=args.jobs,
                       mean_gap_s=args.mean_gap_s, deadline=deadline, seed=args.seed)
         threads = [threading.Thread(target=users.run_user, args=(i,)) for i in range(args.users)]
         for t in threads:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Separation cost on this machine: full-size htdemucs (random weights) timing and peak memory.
+"""Separation cost on this machine: htdemucs timing and peak memory, on torch or on onnxruntime.
 
 Usage:
     .venv/bin/python bench/separation.py [--threads 2] [--time-s 60] [--memory-s 600] [--chunk-s 40]
-                                         [--real-pieces 2] [--json]
+                                         [--real-pieces 2] [--onnx models/htdemucs.onnx] [--json]
 
 Two runs, each in a fresh subprocess so that its peak resident memory
 (``ru_maxrss``) is its own:
@@ -14,6 +14,12 @@ The model is demucs's HTDemucs built with the hyper-parameters of the released
 htdemucs (41.4 M weights, 7.8 s segments) and random weights: the cost is the
 same as with trained weights, the stems are noise. ``--memory-s 0`` skips the
 long run.
+
+With ``--onnx PATH`` both runs use that ONNX export (trained weights, such as
+``scripts/fetch-demucs-onnx``'s) through ``core.separate_onnx.OnnxSeparator``
+instead: every segment of the memory run goes through the network (it streams
+one segment at a time, so ``--real-pieces`` and ``--chunk-s`` do not apply). ``--warm`` times a session
+that has already separated once, as a worker's is after its first job.
 
 On a small machine the whole 10-minute run takes far too long, so by default the
 memory run computes only its first ``--real-pieces`` pieces with the network
@@ -105,10 +111,48 @@ def child(seconds: float, threads: int, chunk_s: float, real_pieces: int = 0) ->
             "audio_and_stems_mb": round(buffers_mb, 1), "real_pieces": real_pieces or len(pieces) - 1}
 
 
-def _run_child(seconds: float, threads: int, chunk_s: float, real_pieces: int = 0) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", str(seconds), "--threads", str(threads),
-                           "--chunk-s", str(chunk_s), "--real-pieces", str(real_pieces)],
-                          capture_output=True, text=True, check=False)
+def onnx_child(seconds: float, threads: int, path: str, warm: bool = False) -> dict:
+    """Load the ONNX export, separate ``seconds`` of audio, return timings and peak RSS (in this process).
+
+    With ``warm`` the session first separates two segments' worth, untimed, as a
+    worker's first job would: the timing is then that of a warm worker.
+    """
+    from pathlib import Path
+
+    from stemscribe.core.audio import Audio
+    from stemscribe.core.separate_onnx import OnnxHTDemucs, OnnxSeparator
+
+    model = OnnxHTDemucs(Path(path), threads=threads)
+    separator = OnnxSeparator(model)
+    rss_model_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    audio = Audio(_music(seconds, 44100), 44100, "bench")
+    first_s = None
+    if warm:
+        # As a worker after its first job: onnxruntime has grown its memory arena and planned its buffers.
+        started = time.perf_counter()
+        separator.separate(Audio(audio.samples[:, :2 * model.segment_length], 44100, "warm-up"))
+        first_s = round(time.perf_counter() - started, 2)
+    pieces = []
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    stems = separator.separate(audio, lambda stage, fraction, message: pieces.append(time.perf_counter()))
+    wall_s = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started
+    buffers_mb = (audio.samples.nbytes * (1 + len(stems))) / 2 ** 20
+    return {"seconds": seconds, "threads": threads, "backend": "onnxruntime", "model": Path(path).name,
+            "warm": warm, "warm_up_s": first_s,
+            "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2), "realtime_factor": round(wall_s / seconds, 3),
+            "pieces": len(pieces) - 1, "rss_after_model_mb": round(rss_model_mb, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "audio_and_stems_mb": round(buffers_mb, 1), "real_pieces": len(pieces) - 1}
+
+
+def _run_child(seconds: float, threads: int, chunk_s: float, real_pieces: int = 0, onnx: str | None = None,
+               warm: bool = False) -> dict:
+    command = [sys.executable, __file__, "--child", str(seconds), "--threads", str(threads),
+               "--chunk-s", str(chunk_s), "--real-pieces", str(real_pieces)]
+    command += (["--onnx", onnx] if onnx else []) + (["--warm"] if warm else [])
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"bench child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -123,21 +167,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-s", type=float, default=40.0, help="Separator chunk length")
     parser.add_argument("--real-pieces", type=int, default=2,
                         help="pieces of the memory run computed by the network (0 = all)")
+    parser.add_argument("--onnx", default=None, metavar="PATH",
+                        help="time an ONNX export of htdemucs on onnxruntime instead of torch")
+    parser.add_argument("--warm", action="store_true",
+                        help="with --onnx: time a warm session (after an untimed first separation)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.threads, args.chunk_s, args.real_pieces)))
+        result = (onnx_child(args.child, args.threads, args.onnx, args.warm) if args.onnx
+                  else child(args.child, args.threads, args.chunk_s, args.real_pieces))
+        print(json.dumps(result))
         return 0
-    results = {"timing": _run_child(args.time_s, args.threads, args.chunk_s)}
+    results = {"timing": _run_child(args.time_s, args.threads, args.chunk_s, onnx=args.onnx, warm=args.warm)}
     if args.memory_s > 0:
-        results["memory"] = _run_child(args.memory_s, args.threads, args.chunk_s, args.real_pieces)
+        results["memory"] = _run_child(args.memory_s, args.threads, args.chunk_s, args.real_pieces, args.onnx)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     timing = results["timing"]
-    print(f"htdemucs (random weights, {timing['weights'] / 1e6:.1f} M), {timing['threads']} threads, "
-          f"chunk {timing['chunk_s']:.0f} s")
+    if args.onnx:
+        print(f"htdemucs on onnxruntime ({timing['model']}), {timing['threads']} threads, one segment at a time"
+              + (f"; warm session (warm-up {timing['warm_up_s']:.1f} s)" if timing["warm"] else "; cold session"))
+    else:
+        print(f"htdemucs (random weights, {timing['weights'] / 1e6:.1f} M), {timing['threads']} threads, "
+              f"chunk {timing['chunk_s']:.0f} s")
     print(f"  {timing['seconds']:.0f} s stereo: {timing['wall_s']:.1f} s wall "
           f"({timing['realtime_factor']:.2f} x real time; {timing['cpu_s']:.1f} s CPU), "
           f"peak RSS {timing['peak_rss_mb']:.0f} MB")

