@@ -176,6 +176,17 @@ def run(inputs: Sequence[Path], out_dir: Path, options: Options, *, toolkit: Too
                                            options=options, reporter=reporter, mix_tuning=tunings[0])
             stem_report = [v.to_dict() for v in verdicts]
             line = stem_summary_line(verdicts)
+            if separation_gave_nothing(verdicts):
+                # Every part would be the full mix under a stem's name: the piano reduction is the
+                # better writing of a mix (dev clip 04, a string quartet: per-part F1 0.038 -> 0.091).
+                layout, mode = "piano", Mode.PIANO
+                track, engine_note = _transcribe_single(mix_mono, mix.sample_rate, Mode.PIANO, None, options,
+                                                        None, toolkit, reporter, tunings[0], None)
+                tracks = [track]
+                line = SEPARATION_FALLBACK_NOTE
+                reason = f"{reason}; {SEPARATION_FALLBACK_REASON}"
+                if engine_note:
+                    user_notes.append(engine_note)
             if line:
                 user_notes.append(line)
         elif mode is Mode.MULTITRACK:
@@ -312,6 +323,24 @@ def choose_mode(options: Options, n_inputs: int, profile: MixProfile | None, ins
         return Mode.PIANO, ("it sounds like a band with drums; stem separation isn't installed on this server, "
                             "so it's reduced to piano")
     return (Mode.PIANO if kind == "ensemble" else Mode.SOLO), kind_reason(kind)
+
+
+#: What the user reads when separation gave no instrument of its own (see separation_gave_nothing).
+SEPARATION_FALLBACK_NOTE = ("Separation: no instrument came out of the recording on its own (every stem was "
+                            "silent or unreliable), so the whole mix is written as a piano reduction.")
+SEPARATION_FALLBACK_REASON = "separation gave no instrument of its own, so it's reduced to piano"
+
+
+def separation_gave_nothing(verdicts: Sequence[Any]) -> bool:
+    """True when the guard kept no separated stem: every part it would write is the full mix under a stem's name.
+
+    That happens when the separator cannot tell the instruments apart (a string quartet: all of it
+    lands in "other", whose notes the mix does not confirm, and the other stems are silent). A kept
+    drums part is something the reduction cannot write (a percussion staff, from the mix or not),
+    so then the parts stay.
+    """
+    kept = [v for v in verdicts if v.decision != "dropped"]
+    return bool(kept) and all(v.decision == "mix" and v.name != "drums" for v in kept)
 
 
 def stem_summary_line(verdicts: Sequence[Any]) -> str:

@@ -407,3 +407,51 @@ def test_separation_runs_without_torchaudio(models_dir):
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ nothing separated: the reduction
+
+#: Four chords, 1 s apart (a quartet's texture), and a separator's mangled version of them.
+_CHORDS = ((48, 60, 64, 67), (53, 60, 65, 69), (55, 59, 62, 67), (48, 60, 64, 67))
+
+
+def _chord_notes(shift: int = 0) -> list[tuple[float, float, int]]:
+    return [(0.5 + 1.0 * i, 1.4 + 1.0 * i, p + shift) for i, triad in enumerate(_CHORDS) for p in triad]
+
+
+class _UnrelatedSplit:
+    """A separator that cannot tell the instruments apart: silence in three stems, and in "other"
+    the chords a semitone off (notes the recording does not confirm, so the guard writes it from the mix)."""
+
+    def separate(self, audio: Audio, reporter=None) -> dict[str, Audio]:
+        from helpers.synth import render_notes
+
+        n = audio.samples.shape[1]
+        mangled = render_notes(_chord_notes(shift=1), duration_s=n / audio.sample_rate, sample_rate=audio.sample_rate)
+        silent = np.zeros_like(audio.samples)
+        other = np.tile(mangled[:n], (audio.samples.shape[0], 1))
+        return {name: Audio(other if name == "other" else silent, audio.sample_rate, name)
+                for name in ("drums", "bass", "other", "vocals")}
+
+
+def test_stems_mode_writes_the_piano_reduction_when_the_guard_keeps_no_stem(tmp_path):
+    from helpers.synth import render_notes, write_audio
+    from stemscribe.core.engines.registry import ModelCache
+    from stemscribe.core.pipeline import SEPARATION_FALLBACK_NOTE, run, separation_gave_nothing
+    from stemscribe.core.toolkit import Toolkit
+
+    clip = write_audio(tmp_path / "quartet.wav", render_notes(_chord_notes(), duration_s=5.0))
+    toolkit = Toolkit(engines=ModelCache(threads=0))
+    toolkit._separators["htdemucs"] = _UnrelatedSplit()
+    result = run([clip], tmp_path / "out", Options.from_dict({"mode": "stems"}), toolkit=toolkit)
+    decisions = {s["name"]: s["decision"] for s in result["stems"]}
+    assert decisions == {"drums": "dropped", "bass": "dropped", "other": "mix", "vocals": "dropped"}, result["stems"]
+    assert result["mode"] == "piano" and result["layout"] == "piano"
+    assert "reduced to piano" in result["mode_reason"]
+    assert SEPARATION_FALLBACK_NOTE in result["user_notes"]
+    assert [(p["name"], p["clef"]) for p in result["parts"]] == [("Piano", "treble"), ("Piano", "bass")]  # a grand staff
+    # A stem the guard keeps is still written as its own part.
+    assert not separation_gave_nothing([StemVerdict("other", "mix", "", {}), StemVerdict("drums", "stem", "", {})])
+    assert not separation_gave_nothing([StemVerdict("other", "dropped", "", {})])
+    # Drums written from the mix are a percussion staff the reduction would lose.
+    assert not separation_gave_nothing([StemVerdict("other", "mix", "", {}), StemVerdict("drums", "mix", "", {})])
