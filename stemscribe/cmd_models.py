@@ -168,6 +168,12 @@ def handle_quantize(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"error: {source} cannot be quantized: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # onnxruntime / onnx raise their own types for an unreadable file
+        if not type(exc).__module__.startswith(("onnxruntime", "onnx", "google.protobuf")):
+            raise
+        print(f"error: {source} cannot be read as an ONNX file ({exc}); fetch or export it again",
+              file=sys.stderr)
+        return 1
     print(f"{args.name}: int8 copy written, {target.stat().st_size / 1e6:.1f} MB in {target}; "
           "stems mode now uses it (delete it to go back)")
     return 0

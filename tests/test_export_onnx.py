@@ -198,3 +198,9 @@ def test_quantize_writes_an_int8_copy_the_registry_prefers_and_it_separates_alik
     operators = {node.op_type for node in onnx.load(str(folder / "tiny.int8.onnx")).graph.node}
     assert "MatMulInteger" in operators  # really quantized, not a copy
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    # A damaged export is a clear error, and the copy in place is left alone.
+    (folder / "tiny.onnx").write_bytes(b"not an onnx graph")
+    before = (folder / "tiny.int8.onnx").read_bytes()
+    assert main(["models", "quantize", "tiny", "--dir", str(folder)]) == 1
+    assert "cannot be read as an ONNX file" in capsys.readouterr().err
+    assert (folder / "tiny.int8.onnx").read_bytes() == before
