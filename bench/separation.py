@@ -97,6 +97,13 @@ def child(seconds: float, threads: int, chunk_s: float, real_pieces: int = 0) ->
     audio = Audio(_music(seconds, 44100), 44100, "bench")
     if real_pieces:
         _limit_real_pieces(real_pieces)
+    timed = _timed_separation(separator, audio, rss_model_mb)
+    return {"seconds": seconds, "threads": threads, "chunk_s": chunk_s, "weights": weights, **timed,
+            "real_pieces": real_pieces or timed["pieces"]}
+
+
+def _timed_separation(separator, audio, rss_model_mb: float) -> dict:
+    """Separate ``audio`` once: wall and CPU time, real-time factor, pieces, peak RSS of this process."""
     pieces = []
     started = time.perf_counter()
     cpu_started = time.process_time()
@@ -104,11 +111,11 @@ def child(seconds: float, threads: int, chunk_s: float, real_pieces: int = 0) ->
     wall_s = time.perf_counter() - started
     cpu_s = time.process_time() - cpu_started
     buffers_mb = (audio.samples.nbytes * (1 + len(stems))) / 2 ** 20
-    return {"seconds": seconds, "threads": threads, "chunk_s": chunk_s, "weights": weights,
-            "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2), "realtime_factor": round(wall_s / seconds, 3),
-            "pieces": len(pieces) - 1, "rss_after_model_mb": round(rss_model_mb, 1),
+    return {"wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2),
+            "realtime_factor": round(wall_s / audio.duration_s, 3), "pieces": len(pieces) - 1,
+            "rss_after_model_mb": round(rss_model_mb, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "audio_and_stems_mb": round(buffers_mb, 1), "real_pieces": real_pieces or len(pieces) - 1}
+            "audio_and_stems_mb": round(buffers_mb, 1)}
 
 
 def onnx_child(seconds: float, threads: int, path: str, warm: bool = False) -> dict:
@@ -132,19 +139,9 @@ def onnx_child(seconds: float, threads: int, path: str, warm: bool = False) -> d
         started = time.perf_counter()
         separator.separate(Audio(audio.samples[:, :2 * model.segment_length], 44100, "warm-up"))
         first_s = round(time.perf_counter() - started, 2)
-    pieces = []
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    stems = separator.separate(audio, lambda stage, fraction, message: pieces.append(time.perf_counter()))
-    wall_s = time.perf_counter() - started
-    cpu_s = time.process_time() - cpu_started
-    buffers_mb = (audio.samples.nbytes * (1 + len(stems))) / 2 ** 20
+    timed = _timed_separation(separator, audio, rss_model_mb)
     return {"seconds": seconds, "threads": threads, "backend": "onnxruntime", "model": Path(path).name,
-            "warm": warm, "warm_up_s": first_s,
-            "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2), "realtime_factor": round(wall_s / seconds, 3),
-            "pieces": len(pieces) - 1, "rss_after_model_mb": round(rss_model_mb, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "audio_and_stems_mb": round(buffers_mb, 1), "real_pieces": len(pieces) - 1}
+            "warm": warm, "warm_up_s": first_s, **timed, "real_pieces": timed["pieces"]}
 
 
 def _run_child(seconds: float, threads: int, chunk_s: float, real_pieces: int = 0, onnx: str | None = None,
