@@ -162,11 +162,15 @@ class Probe:
     stream: their NoteStream.
     redecode: notes for other decoding settings (an Instrument, or explicit
         BasicPitchParams as ``params=``) without running the model again.
+    run: the model's run itself (basic_pitch.BasicPitchRun, on the tuning grid, as
+        ``transcribe_in_tune`` hands audio to an engine), for an engine that needs
+        basic-pitch on the same recording (the fusion); None for an engine without one.
     """
 
     notes: list[Note]
     stream: NoteStream
     redecode: Callable[..., list[Note]]
+    run: Any = None
 
 
 def listen(engine: Any, samples_mono: np.ndarray, sample_rate: int, tuning: Tuning | None) -> Probe:
@@ -183,8 +187,10 @@ def listen(engine: Any, samples_mono: np.ndarray, sample_rate: int, tuning: Tuni
         A Probe.
     """
     audio, in_recording_time = on_grid(samples_mono, sample_rate, tuning)
+    run = None
     if hasattr(engine, "transcribe_with_activations") and hasattr(engine, "redecode"):
-        notes, frames, onsets, spectrum = engine.transcribe_with_activations(audio, sample_rate)
+        run = engine.transcribe_with_activations(audio, sample_rate)
+        notes, frames, onsets, spectrum = run
 
         def redecode(instrument: Instrument | None = None, params: Any = None) -> list[Note]:
             return in_recording_time(engine.redecode(frames, onsets, spectrum, instrument=instrument, params=params))
@@ -195,7 +201,7 @@ def listen(engine: Any, samples_mono: np.ndarray, sample_rate: int, tuning: Tuni
             kwargs = {"params": params} if params is not None else {}
             return in_recording_time(engine.transcribe(audio, sample_rate, instrument=instrument, **kwargs))
     notes = in_recording_time(notes)
-    return Probe(notes=notes, stream=note_stream(notes), redecode=redecode)
+    return Probe(notes=notes, stream=note_stream(notes), redecode=redecode, run=run)
 
 
 def sung(mono: Any, samples_mono: np.ndarray, sample_rate: int) -> float:

@@ -430,8 +430,12 @@ def _transcribe_single(samples: np.ndarray, sample_rate: int, mode: Mode, instru
                "so basic-pitch alone wrote them, not the piano model.")
     else:
         engine = toolkit.engines.get(engine_name)
+        extra = {}
+        if probe is not None and probe.run is not None and engine_name in ("fusion", "organ"):
+            # The probe already ran basic-pitch on this recording, on the same tuning grid.
+            extra["basic_pitch_run"] = probe.run
         notes = transcribe_in_tune(engine.transcribe, samples, sample_rate, tuning,
-                                   instrument=None if reduction else instrument, progress=progress)
+                                   instrument=None if reduction else instrument, progress=progress, **extra)
     if probe is not None and engine_name == "transkun":
         # A piano model that hears almost nothing is the wrong model: the probe's notes stand in.
         # (Not the organ engine: basic-pitch splits an organ's held chords into many more

@@ -163,3 +163,46 @@ def test_pitch_tracker_runs_on_onnxruntime_by_default_with_the_reference_notes()
     np.random.seed(5)
     engine.track(x[:16000], 16000)
     assert np.random.random() == expected
+
+
+def test_the_piano_reduction_reuses_the_probes_basic_pitch_run_with_the_same_notes():
+    """Auto mode's probe already ran basic-pitch on the mix: the fusion decodes that run, not a second one."""
+    pytest.importorskip("transkun")
+    from helpers.synth import render_notes
+    from stemscribe.core.auto import listen
+    from stemscribe.core.engines.registry import ModelCache
+    from stemscribe.core.options import Mode, Options
+    from stemscribe.core.pipeline import _transcribe_single
+    from stemscribe.core.progress import Reporter
+    from stemscribe.core.tuning import Tuning
+
+    chords = [(0.3 + 0.8 * i, 1.0 + 0.8 * i, p) for i, triad in enumerate(((48, 64, 67, 72), (53, 65, 69, 72),
+                                                                          (55, 62, 67, 71), (48, 64, 67, 72)))
+              for p in triad]
+    x = render_notes(chords, duration_s=4.0)
+    cache = ModelCache(threads=1)
+    basic_pitch = cache.get("basic-pitch")
+    fusion = cache.get("fusion")
+    tuning = Tuning.given(440.0)
+    probe = listen(basic_pitch, x, 44100, tuning)
+    assert probe.run is not None
+    reference = fusion.transcribe(x, 44100)
+
+    calls = []
+    real_run = basic_pitch.transcribe_with_activations
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_run(*args, **kwargs)
+
+    basic_pitch.transcribe_with_activations = counting
+
+    class Toolkit:
+        engines = cache
+
+    try:
+        track, _ = _transcribe_single(x, 44100, Mode.PIANO, None, Options(), None, Toolkit(), Reporter(), tuning, probe)
+    finally:
+        del basic_pitch.transcribe_with_activations
+    assert track.engine == "fusion" and not calls  # basic-pitch's model did not run again
+    assert [(n.pitch, n.start_s, n.end_s) for n in track.notes] == [(n.pitch, n.start_s, n.end_s) for n in reference]

@@ -1,6 +1,6 @@
 """basic-pitch (Spotify, ICASSP 2022) on onnxruntime, tuned per instrument.
 
-Exports: BasicPitchEngine, BasicPitchParams, params_for, model_path.
+Exports: BasicPitchEngine, BasicPitchParams, BasicPitchRun, params_for, model_path.
 
 The bundled ``nmp.onnx`` runs directly on in-memory audio: no files, no MIDI (the
 package's MIDI is always 120 bpm; we only want seconds). Windows of 2 s overlap
@@ -21,6 +21,7 @@ import threading
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -152,6 +153,20 @@ _FAMILY_PARAMS: dict[str, BasicPitchParams] = {
 VOICES_PARAMS = BasicPitchParams(onset_threshold=0.5, frame_threshold=0.3, min_note_s=0.128)
 
 
+class BasicPitchRun(NamedTuple):
+    """One basic-pitch run over a recording: its notes and what they were read from.
+
+    notes: decoded with the run's settings. frames / onsets: the model's posteriors
+    (frames x 88). spectrum: the recording's HarmonicSpectrum on the model's frame grid.
+    Any other settings can be decoded from it with ``BasicPitchEngine.redecode``.
+    """
+
+    notes: list[Note]
+    frames: np.ndarray
+    onsets: np.ndarray
+    spectrum: HarmonicSpectrum
+
+
 def params_for(instrument: Instrument | None) -> BasicPitchParams:
     """Decoding settings for ``instrument`` (generic ones when None).
 
@@ -267,7 +282,7 @@ class BasicPitchEngine:
         instrument: Instrument | None = None,
         progress: ProgressFn | None = None,
         params: BasicPitchParams | None = None,
-    ) -> tuple[list[Note], np.ndarray, np.ndarray, HarmonicSpectrum]:
+    ) -> "BasicPitchRun":
         """transcribe(), also returning what the notes were read from.
 
         For callers that weigh the notes against the model's posteriors or the
@@ -283,7 +298,7 @@ class BasicPitchEngine:
         x = resample_mono(samples_mono, sample_rate, MODEL_SAMPLE_RATE_HZ)
         frames, onsets = self._activations(x, progress)
         spectrum = HarmonicSpectrum(x, MODEL_SAMPLE_RATE_HZ, hop=FRAME_HOP_SAMPLES)
-        return self.redecode(frames, onsets, spectrum, params=p), frames, onsets, spectrum
+        return BasicPitchRun(self.redecode(frames, onsets, spectrum, params=p), frames, onsets, spectrum)
 
     def redecode(self, frames: np.ndarray, onsets: np.ndarray, spectrum: HarmonicSpectrum, *,
                  instrument: Instrument | None = None, params: BasicPitchParams | None = None) -> list[Note]:

@@ -75,7 +75,7 @@ import numpy as np
 from ..instruments import Instrument
 from ..notes import Note
 from .base import ProgressFn, report_progress, sort_notes
-from .basic_pitch import FRAME_HOP_SAMPLES, MODEL_LOWEST_PITCH, MODEL_SAMPLE_RATE_HZ, params_for
+from .basic_pitch import FRAME_HOP_SAMPLES, MODEL_LOWEST_PITCH, MODEL_SAMPLE_RATE_HZ, BasicPitchRun, params_for
 from .reattack import HarmonicSpectrum
 
 if TYPE_CHECKING:
@@ -392,6 +392,7 @@ class TwoModelEngine:
         *,
         instrument: Instrument | None = None,
         progress: ProgressFn | None = None,
+        basic_pitch_run: BasicPitchRun | None = None,
     ) -> list[Note]:
         """Transcribe with both models (what each engine makes of them: its class docstring).
 
@@ -401,6 +402,9 @@ class TwoModelEngine:
             instrument: range and settings, passed to both models (None: the whole
                 keyboard, generic settings, as for a piano reduction).
             progress: fraction-done callback.
+            basic_pitch_run: basic-pitch's run over this same audio (auto mode's probe):
+                its posteriors are decoded again with this engine's settings instead of
+                running the model a second time. The notes are the same either way.
 
         Returns:
             Notes in seconds of the input, sorted by start.
@@ -413,12 +417,22 @@ class TwoModelEngine:
         def tk_progress(f: float) -> None:
             report_progress(progress, share + (TRANSKUN_PROGRESS_END - share) * f)
 
-        notes = self._run(samples_mono, sample_rate, instrument, bp_progress, tk_progress)
+        notes = self._run(samples_mono, sample_rate, instrument, bp_progress, tk_progress, basic_pitch_run)
         report_progress(progress, 1.0)
         return notes
 
+    def _basic_pitch(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
+                     progress: ProgressFn, run: BasicPitchRun | None) -> BasicPitchRun:
+        """basic-pitch with ``instrument``'s settings: decoded from ``run`` when given, else a model run."""
+        params = params_for(instrument)
+        if run is None:
+            return self.basic_pitch.transcribe_with_activations(samples_mono, sample_rate, params=params,
+                                                                progress=progress)
+        progress(1.0)
+        return run._replace(notes=self.basic_pitch.redecode(run.frames, run.onsets, run.spectrum, params=params))
+
     def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
-             bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
+             bp_progress: ProgressFn, tk_progress: ProgressFn, basic_pitch_run: BasicPitchRun | None) -> list[Note]:
         raise NotImplementedError
 
 
@@ -443,11 +457,11 @@ class FusionEngine(TwoModelEngine):
         self.concurrent = bool(concurrent)
 
     def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
-             bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
-        if not self.concurrent:
+             bp_progress: ProgressFn, tk_progress: ProgressFn, basic_pitch_run: BasicPitchRun | None) -> list[Note]:
+        if not self.concurrent or basic_pitch_run is not None:
             # basic-pitch's run also yields the STFT (on its frame grid) for the onset refinement.
-            bp_notes, frames, onsets, spectrum = self.basic_pitch.transcribe_with_activations(
-                samples_mono, sample_rate, params=params_for(instrument), progress=bp_progress)
+            bp_notes, frames, onsets, spectrum = self._basic_pitch(samples_mono, sample_rate, instrument,
+                                                                   bp_progress, basic_pitch_run)
             bp_progress(1.0)
             tk_notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument,
                                                 progress=tk_progress)

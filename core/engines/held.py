@@ -37,7 +37,7 @@ from .base import ProgressFn, sort_notes
 from .fusion import Posteriors, TwoModelEngine
 
 if TYPE_CHECKING:
-    from .basic_pitch import BasicPitchEngine
+    from .basic_pitch import BasicPitchEngine, BasicPitchRun
     from .transkun import TranskunEngine
 
 
@@ -108,7 +108,10 @@ class HeldToneEngine(TwoModelEngine):
         self.params = params or HoldParams()
 
     def _run(self, samples_mono: np.ndarray, sample_rate: int, instrument: Instrument | None,
-             bp_progress: ProgressFn, tk_progress: ProgressFn) -> list[Note]:
-        frames, onsets = self.basic_pitch.activations(samples_mono, sample_rate, bp_progress)
+             bp_progress: ProgressFn, tk_progress: ProgressFn, basic_pitch_run: BasicPitchRun | None) -> list[Note]:
+        if basic_pitch_run is not None:
+            frames, onsets = basic_pitch_run.frames, basic_pitch_run.onsets
+        else:
+            frames, onsets = self.basic_pitch.activations(samples_mono, sample_rate, bp_progress)
         notes = self.transkun.transcribe(samples_mono, sample_rate, instrument=instrument, progress=tk_progress)
         return hold_notes(notes, Posteriors(frames, onsets), self.params)
