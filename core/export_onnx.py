@@ -29,15 +29,13 @@ leaves no partial file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .separate_onnx import HOP, MODEL_SAMPLE_RATE_HZ, N_FFT
+from .separate_onnx import HOP, MODEL_SAMPLE_RATE_HZ, N_FFT, write_onnx_file
 
 #: The forward steps ``HTDemucsGraph`` replaces while the network runs.
 _REPLACED_STEPS = ("_spec", "_magnitude", "_mask", "_ispec")
@@ -176,19 +174,14 @@ def export_htdemucs(model: Any, path: Path, *, opset: int = 17) -> Path:
         ImportError: the ``onnx`` package is missing.
         RuntimeError / OSError: the exporter or the file system failed.
     """
-    import onnx
-
     network = exportable_htdemucs(model)
-    path = Path(path)
     graph = HTDemucsGraph(network)
     length = graph.segment_length
     generator = torch.Generator().manual_seed(0)
     was_training = network.training
     network.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(suffix=".onnx", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(handle)
-    try:
+
+    def trace(scratch: str) -> None:
         parameter = next(network.parameters())
         mix = 0.1 * torch.randn(1, network.audio_channels, length, generator=generator)
         mix = mix.to(device=parameter.device, dtype=parameter.dtype)
@@ -202,14 +195,8 @@ def export_htdemucs(model: Any, path: Path, *, opset: int = 17) -> Path:
             # inference kernels (aten::_native_multi_head_attention), which have no ONNX form.
             torch.onnx.export(graph, (mix, spec), scratch, dynamo=False, opset_version=opset,
                               input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES))
-        exported = onnx.load(scratch)
-        entries = {entry.key: entry for entry in exported.metadata_props}
-        entry = entries.get("sources") or exported.metadata_props.add()
-        entry.key, entry.value = "sources", ",".join(str(s) for s in network.sources)
-        onnx.save(exported, scratch)
-        os.replace(scratch, path)
+
+    try:
+        return write_onnx_file(Path(path), trace, {"sources": ",".join(str(s) for s in network.sources)})
     finally:
         network.train(was_training)
-        if os.path.exists(scratch):
-            os.unlink(scratch)
-    return path

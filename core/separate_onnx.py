@@ -1,6 +1,6 @@
 """Stem separation with an ONNX export of htdemucs, on onnxruntime.
 
-Exports: OnnxHTDemucs, OnnxSeparator, quantize_export, spectrogram,
+Exports: OnnxHTDemucs, OnnxSeparator, quantize_export, write_onnx_file, spectrogram,
 inverse_spectrogram, complex_as_channels, channels_as_complex,
 transition_weight, segment_offsets, ONNX_SOURCES, QUANTIZED_OPS.
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -413,26 +413,46 @@ def quantize_export(source: Path, target: Path) -> Path:
         ValueError: ``source`` is not an htdemucs export.
         ImportError: the ``onnx`` package (needed by onnxruntime's quantizer) is missing.
     """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    sources = OnnxHTDemucs(Path(source), threads=1).sources
+
+    def quantize(scratch: str) -> None:
+        quantize_dynamic(str(source), scratch, op_types_to_quantize=list(QUANTIZED_OPS),
+                         weight_type=QuantType.QInt8)
+
+    return write_onnx_file(target, quantize, {"sources": ",".join(sources),
+                                              "quantization": "int8 dynamic: " + ",".join(QUANTIZED_OPS)})
+
+
+def write_onnx_file(target: Path, produce: Callable[[str], None], metadata: dict[str, str]) -> Path:
+    """Write an ONNX file beside ``target`` with ``produce(scratch_path)``, set metadata entries, rename it into place.
+
+    A failure leaves no partial file and an existing ``target`` untouched.
+
+    Args:
+        target: the file to write (its folder is created if needed).
+        produce: writes the graph to the path it is given.
+        metadata: entries set in the file's metadata (replacing any of the same key).
+
+    Returns:
+        ``target``.
+    """
     import tempfile
 
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    source, target = Path(source), Path(target)
-    sources = OnnxHTDemucs(source, threads=1).sources
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, scratch = tempfile.mkstemp(suffix=".onnx", prefix=f".{target.stem}.", dir=target.parent)
     os.close(handle)
     try:
-        quantize_dynamic(str(source), scratch, op_types_to_quantize=list(QUANTIZED_OPS),
-                         weight_type=QuantType.QInt8)
+        produce(scratch)
         model = onnx.load(scratch)
         entries = {entry.key: entry for entry in model.metadata_props}
-        if "sources" not in entries:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = "sources", ",".join(sources)
-        entry = entries.get("quantization") or model.metadata_props.add()
-        entry.key, entry.value = "quantization", "int8 dynamic: " + ",".join(QUANTIZED_OPS)
+        for key, value in metadata.items():
+            entry = entries.get(key) or model.metadata_props.add()
+            entry.key, entry.value = key, value
         onnx.save(model, scratch)
         os.replace(scratch, target)
     finally:
